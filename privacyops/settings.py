@@ -1,0 +1,233 @@
+"""Settings for PrivacyOps, driven entirely by environment variables.
+
+Every variable read here is listed, with a comment, in `.env.example`. Two running modes follow from
+them: embedded (no DATABASE_URL / REDIS_URL: a SQLite file and a filesystem broker, so a machine with
+only Python runs the whole system) and production (PostgreSQL and Redis).
+"""
+
+from pathlib import Path
+
+import environ
+from celery.schedules import crontab
+from kombu import Queue
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+if DEBUG:
+    SECRET_KEY = env.str("SECRET_KEY", default="insecure-development-key-do-not-use-in-production")
+else:
+    # No default: a production process must never run on a key that is in the repository.
+    SECRET_KEY = env.str("SECRET_KEY")
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "import_export",
+    "django_celery_beat",
+    "pgtrigger",
+    "privacyops.apps.PrivacyOpsConfig",
+    "accounts.apps.AccountsConfig",
+    "inventory.apps.InventoryConfig",
+    "chat.apps.ChatConfig",
+    "retention.apps.RetentionConfig",
+    "consents.apps.ConsentsConfig",
+    "requests.apps.RequestsConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "privacyops.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "privacyops" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "privacyops.context_processors.controller",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "privacyops.wsgi.application"
+
+# --- Database -------------------------------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'privacyops.sqlite3'}")}
+DATABASES["default"].setdefault("ATOMIC_REQUESTS", False)
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Embedded mode runs web, worker and beat against one file: WAL lets readers run beside the one
+    # writer, the busy timeout makes a second writer wait instead of failing, and IMMEDIATE takes the
+    # write lock at BEGIN so two transactions never deadlock upgrading a read lock.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;",
+    }
+    DATABASES["default"].setdefault("TEST", {})
+    DATABASES["default"]["TEST"].setdefault("NAME", str(VAR_DIR / "test.sqlite3"))
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+LOGIN_URL = "admin:login"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Cache and broker -----------------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Time -----------------------------------------------------------------------------------------
+LANGUAGE_CODE = "en"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+# Legal deadlines count calendar days where the controller is; storage stays in UTC.
+DEADLINE_TIME_ZONE = env.str("DEADLINE_TIME_ZONE", default="Asia/Singapore")
+
+STATIC_URL = "static/"
+STATIC_ROOT = env.str("STATIC_ROOT", default=str(VAR_DIR / "static"))
+MEDIA_URL = "media/"
+MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(VAR_DIR / "media"))
+
+# --- Email ----------------------------------------------------------------------------------------
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="privacyops@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# --- The controller's identity (PM-XI-1), used in documents, emails and the Art. 30 record -----------
+CONTROLLER_NAME = env.str("CONTROLLER_NAME", default="Alibaba Cloud (Singapore) Private Limited")
+CONTROLLER_REPRESENTATIVE = env.str("CONTROLLER_REPRESENTATIVE", default="")
+DPO_NAME = env.str("DPO_NAME", default="Data Protection Officer")
+DPO_EMAIL = env.str("DPO_EMAIL", default="DPO_qwenlm-intl@service.alibaba.com")
+DPO_POSTAL_ADDRESS = env.str(
+    "DPO_POSTAL_ADDRESS",
+    default=(
+        "Data Protection Officer, Alibaba Cloud (Singapore) Private Limited, c/o 26/F, Tower One, "
+        "Times Square, 1 Matheson Street, Causeway Bay, Hong Kong"
+    ),
+)
+SECURITY_MEASURES = env.str(
+    "SECURITY_MEASURES",
+    default=(
+        "Encryption of personal data in transit (TLS, HSTS) and at rest; an information security "
+        "programme following an industry framework; malware protection; vulnerability management; "
+        "least-privilege staff roles with two-factor sign-in; a hash-chained, append-only audit trail "
+        "of staff actions on personal data; backups and recovery procedures."
+    ),
+)
+
+# --- Security (PM-VII-1, PM-VII-2) ----------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    # Behind a TLS-terminating proxy, set this so Django knows the request was HTTPS.
+    if env.bool("SECURE_PROXY_SSL_HEADER", default=False):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Celery ---------------------------------------------------------------------------------------
+CELERY_BROKER_URL = REDIS_URL or "filesystem://"
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    # Redis redelivers unacknowledged messages after this long; it must exceed the longest task.
+    {"visibility_timeout": 4 * 3600}
+    if REDIS_URL
+    else {
+        "data_folder_in": str(VAR_DIR / "broker" / "queue"),
+        "data_folder_out": str(VAR_DIR / "broker" / "queue"),
+        "processed_folder": str(VAR_DIR / "broker" / "processed"),
+        "store_processed": False,
+    }
+)
+CELERY_RESULT_BACKEND = None  # results are written to our own tables, never to a shadow store
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=3600)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=3300)
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_QUEUES = (Queue("default"), Queue("exports"), Queue("purges"))
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Tests and a fresh machine run tasks in-process; integration tests turn this off to use a worker.
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TASK_EAGER_PROPAGATES = True
+
+# Every periodic task lives here, in code; `manage.py sync_schedules` writes them to the beat tables.
+# name -> (task, schedule, options)
+PERIODIC_TASKS = {
+    "audit: anchor the head hash": {
+        "task": "privacyops.tasks.audit_anchor_head",
+        "schedule": crontab(minute=5, hour=0),
+        "options": {"queue": "default"},
+    },
+}
+
+# --- django-import-export -------------------------------------------------------------------------
+# Its defaults let every staff user import and export and leave formulae live in spreadsheets.
+IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "import"
+IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "export"
+IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = True
+IMPORT_EXPORT_USE_TRANSACTIONS = True
+IMPORT_EXPORT_SKIP_ADMIN_LOG = False
+IMPORT_EXPORT_TMP_STORAGE_CLASS = "import_export.tmp_storages.CacheStorage"
+
+# --- Audit anchoring ------------------------------------------------------------------------------
+AUDIT_ANCHOR_LOG = env.str("AUDIT_ANCHOR_LOG", default=str(VAR_DIR / "audit-anchors.log"))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+VAR_DIR.mkdir(exist_ok=True)

@@ -1,0 +1,41 @@
+"""Shared fixtures and the rules for tests that need real services.
+
+A test marked `postgres`, `redis` or `worker` runs only where its service is configured. Where it is
+not configured (the SQLite leg, a fresh machine) it is skipped. Where it is configured but cannot be
+reached, it fails under CI=true (so CI never passes by skipping) and is skipped elsewhere.
+"""
+
+import os
+import socket
+from urllib.parse import urlparse
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlparse(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _unavailable(item, reason: str, configured: bool):
+    if configured and CI:
+        pytest.fail(f"{reason} (CI=true: a configured service must be reachable)", pytrace=False)
+    pytest.skip(reason)
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("postgres") and connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: set DATABASE_URL=postgres://...")
+    if item.get_closest_marker("redis") or item.get_closest_marker("worker"):
+        if not settings.REDIS_URL:
+            pytest.skip("needs Redis: set REDIS_URL=redis://...")
+        if not _reachable(settings.REDIS_URL, 6379):
+            _unavailable(item, f"Redis at {settings.REDIS_URL} is unreachable", configured=True)
