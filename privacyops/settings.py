@@ -231,3 +231,7 @@ LOGGING = {
 }
 
 VAR_DIR.mkdir(exist_ok=True)
+if not REDIS_URL:
+    # kombu's filesystem transport needs its folders before a worker or producer starts.
+    for folder in {CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"], CELERY_BROKER_TRANSPORT_OPTIONS["processed_folder"]}:
+        Path(folder).mkdir(parents=True, exist_ok=True)
