@@ -1,0 +1,62 @@
+"""Reads of the register that more than one caller needs: a subject's jurisdiction and the lawful bases a
+purpose rests on for it.
+
+The override rule for lawful bases: a PurposeBasis with no jurisdiction applies everywhere. When a
+purpose has one or more rows for a jurisdiction, those rows REPLACE the general rows for subjects of that
+jurisdiction — they are the complete list there, not additions. So a jurisdiction that keeps a general
+basis and adds another (Singapore: contract plus deemed consent) lists both; a jurisdiction that lacks a
+basis (China: no legitimate interests) lists only what it has.
+
+A subject's jurisdiction follows from their country and region: a region entry (US-CA) wins over a
+country entry, and a subject that matches nothing falls under DEFAULT.
+"""
+
+from __future__ import annotations
+
+from .models import Jurisdiction, Purpose, PurposeBasis
+
+
+def _norm(code: str | None) -> str:
+    return (code or "").strip().upper()
+
+
+def jurisdiction_for(*, country: str, region: str = "") -> Jurisdiction:
+    """The jurisdiction for a country (ISO 3166-1) and optional region (ISO 3166-2, e.g. US-CA).
+
+    Region first, then country, else DEFAULT. Raises Jurisdiction.DoesNotExist if the register has no
+    DEFAULT (run `manage.py loadpolicy`).
+    """
+    country, region = _norm(country), _norm(region)
+    # A handful of rows: matching in Python works the same on SQLite and PostgreSQL (JSON containment
+    # lookups do not exist on SQLite).
+    jurisdictions = [j for j in Jurisdiction.objects.order_by("code") if j.code != Jurisdiction.DEFAULT]
+    if region:
+        for jurisdiction in jurisdictions:
+            if region in jurisdiction.countries:
+                return jurisdiction
+    if country:
+        for jurisdiction in jurisdictions:
+            if country in jurisdiction.countries:
+                return jurisdiction
+    try:
+        return Jurisdiction.objects.get(code=Jurisdiction.DEFAULT)
+    except Jurisdiction.DoesNotExist:
+        raise Jurisdiction.DoesNotExist("The register has no DEFAULT jurisdiction; run `manage.py loadpolicy`.") from None
+
+
+def jurisdiction_for_subject(*, subject) -> Jurisdiction:
+    """The jurisdiction of a data subject (an accounts.User), from their country and region."""
+    return jurisdiction_for(country=subject.country, region=subject.region)
+
+
+def purpose_bases_for(*, purpose: Purpose, jurisdiction: Jurisdiction | None) -> list[PurposeBasis]:
+    """The lawful bases `purpose` rests on for subjects of `jurisdiction`, applying the override rule.
+
+    `jurisdiction=None` asks for the general rows.
+    """
+    rows = PurposeBasis.objects.filter(purpose=purpose).select_related("basis", "jurisdiction").order_by("basis__code")
+    if jurisdiction is not None:
+        specific = list(rows.filter(jurisdiction=jurisdiction))
+        if specific:
+            return specific
+    return list(rows.filter(jurisdiction__isnull=True))
