@@ -179,6 +179,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
         "data_folder_in": str(VAR_DIR / "broker" / "queue"),
         "data_folder_out": str(VAR_DIR / "broker" / "queue"),
         "processed_folder": str(VAR_DIR / "broker" / "processed"),
+        "control_folder": str(VAR_DIR / "broker" / "control"),
         "store_processed": False,
     }
 )
@@ -233,5 +234,6 @@ LOGGING = {
 VAR_DIR.mkdir(exist_ok=True)
 if not REDIS_URL:
     # kombu's filesystem transport needs its folders before a worker or producer starts.
-    for folder in {CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"], CELERY_BROKER_TRANSPORT_OPTIONS["processed_folder"]}:
+    for key in ("data_folder_in", "processed_folder", "control_folder"):
+        folder = CELERY_BROKER_TRANSPORT_OPTIONS[key]
         Path(folder).mkdir(parents=True, exist_ok=True)
