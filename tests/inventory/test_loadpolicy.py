@@ -250,3 +250,10 @@ def test_the_project_seed_file_is_valid():
     policy = policy_file_read()
     assert policy.codes("purposes")
     assert len(policy.digest) == 64
+
+
+def test_reading_and_validating_the_seed_file_needs_no_database(django_assert_num_queries):
+    # start-up checks (the registry's category check) read the file without a database
+    with django_assert_num_queries(0):
+        policy = policy_file_read()
+    assert "account-information" in policy.codes("data_categories")
