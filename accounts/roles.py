@@ -34,8 +34,9 @@ ROLES = (ROLE_DPO, ROLE_PRIVACY_ANALYST, ROLE_AUDITOR, ROLE_SUPPORT_AGENT)
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     ROLE_DPO: (
         # Every permission of our apps (the later issues add chat.*, consents.*, requests.*, retention.*
-        # here when those apps get models).
-        "privacyops.*",
+        # here when those apps get models). The audit trail is read and verified, never written by hand.
+        "privacyops.view_*",
+        "privacyops.verify_auditevent",
         "accounts.*",
         "inventory.*",
         # Staff groups, and the permissions table the group screen lists.
@@ -77,6 +78,8 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
 
 # role -> specs it must never hold; may name permissions that later issues create.
 NEVER: dict[str, tuple[str, ...]] = {
+    # Nobody edits history, not even the DPO: the table refuses it anyway, and the grant would mislead.
+    ROLE_DPO: ("privacyops.add_auditevent", "privacyops.change_auditevent", "privacyops.delete_auditevent"),
     ROLE_PRIVACY_ANALYST: (
         "retention.lift_legalhold",
         "retention.add_retentionrule",

@@ -5,6 +5,7 @@ them: embedded (no DATABASE_URL / REDIS_URL: a SQLite file and a filesystem brok
 only Python runs the whole system) and production (PostgreSQL and Redis).
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -89,8 +90,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;",
     }
+    # The test database is a file (a real worker process can open it), one per test run so that
+    # concurrent runs never share it.
     DATABASES["default"].setdefault("TEST", {})
-    DATABASES["default"]["TEST"].setdefault("NAME", str(VAR_DIR / "test.sqlite3"))
+    DATABASES["default"]["TEST"].setdefault("NAME", str(VAR_DIR / f"test-{os.getpid()}.sqlite3"))
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
