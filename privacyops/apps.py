@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.module_loading import autodiscover_modules
 
 
 class PrivacyOpsConfig(AppConfig):
@@ -8,3 +9,7 @@ class PrivacyOpsConfig(AppConfig):
     label = "privacyops"
     verbose_name = "PrivacyOps core"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        # Apps declare their dashboard tiles in <app>/dashboard.py; the core imports them and knows none.
+        autodiscover_modules("dashboard")
