@@ -13,33 +13,18 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from privacyops.audit import audit_record
 from privacyops.celery import app
 from privacyops.models import AuditEvent
 from privacyops.tasks import audit_anchor_head
+from tests.integration.processes import subprocess_database_url
 
 TASK = "privacyops.tasks.audit_anchor_head"
 TIMEOUT = 60
-
-
-def _test_database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        name = str(db["NAME"])
-        if name == ":memory:" or name.startswith("file:"):
-            pytest.fail("the worker needs a file test database; settings give SQLite tests var/test.sqlite3")
-        return f"sqlite:///{Path(name).resolve()}"
-    credentials = quote(db["USER"] or "", safe="")
-    if db["PASSWORD"]:
-        credentials += ":" + quote(db["PASSWORD"], safe="")
-    host = f"{credentials}@" if credentials else ""
-    return f"postgres://{host}{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 def _worker_env(tmp_path, *, redis_url: str) -> dict:
@@ -47,7 +32,7 @@ def _worker_env(tmp_path, *, redis_url: str) -> dict:
     env.pop("REDIS_URL", None)
     env.update(
         DJANGO_SETTINGS_MODULE="privacyops.settings",
-        DATABASE_URL=_test_database_url(),
+        DATABASE_URL=subprocess_database_url(),
         CELERY_TASK_ALWAYS_EAGER="false",
         DEBUG="true",
         SECRET_KEY="worker-test-secret-key-not-for-production",

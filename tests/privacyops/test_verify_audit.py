@@ -1,14 +1,19 @@
 """`manage.py verify_audit` and the external anchors (PM-VII-2: a tamper-evident audit log)."""
 
 import json
+import os
+import subprocess
+import sys
 from io import StringIO
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from privacyops.audit import audit_head_anchor, audit_record
 from privacyops.models import AuditEvent
 from tests.factories.accounts import StaffFactory, UserFactory
+from tests.integration.processes import subprocess_database_url
 from tests.privacyops.tamper import raw_delete, raw_update, rewrite_whole_chain
 
 pytestmark = pytest.mark.django_db
@@ -106,3 +111,22 @@ def test_pm_vii_2_a_corrupted_anchor_file_fails_verification(anchor_log):
         handle.write("not json\n")
     message, _ = _verify_fails()
     assert "line 2 of the anchor file" in message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pm_vii_2_verify_audit_exits_non_zero_from_the_shell():
+    """What an operator or a cron job sees: exit status 1 and the event named on stderr."""
+    events = [audit_record(actor=None, action=f"test.{n}") for n in range(3)]
+    raw_update(events[1].pk, action="test.forged")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("CELERY_", "PYTEST_"))}
+    env.update(DJANGO_SETTINGS_MODULE="privacyops.settings", DATABASE_URL=subprocess_database_url())
+    result = subprocess.run(
+        [sys.executable, "manage.py", "verify_audit", "--no-anchors"],
+        env=env,
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert f"event #{events[1].pk} does not verify" in result.stderr
