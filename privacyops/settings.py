@@ -195,6 +195,13 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=3600)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=3300)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_QUEUES = (Queue("default"), Queue("exports"), Queue("purges"))
+# Queues are chosen here, not on the task decorator (Celery 5.7 deprecates the task `queue` attribute).
+# Export packages go to `exports`, retention purges and erasures to `purges`, everything else to `default`.
+CELERY_TASK_ROUTES = {
+    "requests.tasks.export_*": {"queue": "exports"},
+    "retention.tasks.*": {"queue": "purges"},
+    "requests.tasks.erasure_*": {"queue": "purges"},
+}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"

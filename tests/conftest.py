@@ -39,3 +39,10 @@ def pytest_runtest_setup(item):
             pytest.skip("needs Redis: set REDIS_URL=redis://...")
         if not _reachable(settings.REDIS_URL, 6379):
             _unavailable(item, f"Redis at {settings.REDIS_URL} is unreachable", configured=True)
+
+
+@pytest.fixture(autouse=True)
+def anchor_log(settings, tmp_path):
+    """Every test anchors to its own file: never to var/audit-anchors.log of a developer's running system."""
+    settings.AUDIT_ANCHOR_LOG = str(tmp_path / "audit-anchors.log")
+    return settings.AUDIT_ANCHOR_LOG
