@@ -16,6 +16,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import models as dj_models
 from django.db.models import Count, Exists, OuterRef, Prefetch
+from django.forms import Textarea
 from django.http import HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -351,8 +352,13 @@ class JurisdictionAdmin(RegisterAdmin):
         return ", ".join(obj.countries or [])
 
 
+# Notes in a table row stay short; the full text is on the row's own page.
+COMPACT_TEXT = {dj_models.TextField: {"widget": Textarea(attrs={"rows": 2, "cols": 40})}}
+
+
 class PurposeBasisInline(admin.TabularInline):
     model = models.PurposeBasis
+    formfield_overrides = COMPACT_TEXT
     fields = ("basis", "jurisdiction", "condition", "needs_review", "review_note")
     extra = 0
 
@@ -362,6 +368,7 @@ class PurposeBasisInline(admin.TabularInline):
 
 class ProcessingActivityInline(admin.TabularInline):
     model = models.ProcessingActivity
+    formfield_overrides = COMPACT_TEXT
     fk_name = "purpose"
     fields = ("category", "form", "is_system_record", "note")
     extra = 0
@@ -375,7 +382,7 @@ class PurposeAdmin(RegisterAdmin):
     list_display = ("code", "name", "kind", "position", "basis_list", "category_count", "policy_ref", "review_flag")
     list_filter = ("needs_review", PurposeBasisFilter, "kind")
     search_fields = ENTRY_SEARCH
-    ordering = ("kind", "position", "code")
+    ordering = ropa.PURPOSE_ORDER
     filter_horizontal = ("subject_categories",)
     fieldsets = (
         (None, {"fields": ("code", "name", "description", "kind", "position", "subject_categories", "policy_ref", "dpv")}),
@@ -438,6 +445,7 @@ class PurposeAdmin(RegisterAdmin):
             **self.admin_site.each_context(request),
             "title": record["title"],
             "record": record,
+            "amber_count": sum(1 for flag in record["flags"] if flag["severity"] != "red"),
             "opts": self.model._meta,
             "downloads": [(fmt.upper() if fmt != "jsonld" else "JSON-LD", f"{url}?format={fmt}") for fmt in ropa.FORMATS],
         }

@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 
 from django.conf import settings
-from django.db.models import Prefetch
+from django.db.models import Case, Prefetch, Value, When
 from django.utils import timezone
 
 from .models import DataCategory, ProcessingActivity, Purpose, PurposeBasis, RecipientCategory, Transfer
@@ -29,6 +29,8 @@ from .resources import escape_formula
 RETENTION_NOT_SET = "not set"
 JSONLD_CONTEXT_PATH = Path(__file__).resolve().parent / "jsonld" / "ropa-context.jsonld"
 FORMATS = ("csv", "json", "jsonld")
+# The policy's purpose table (section II) first, then the further purposes (PM-II-7), each in policy order.
+PURPOSE_ORDER = (Case(When(kind=Purpose.Kind.MAIN, then=Value(0)), default=Value(1)), "position", "code")
 CONTENT_TYPES = {"csv": "text/csv", "json": "application/json", "jsonld": "application/ld+json"}
 
 
@@ -97,7 +99,7 @@ def record_of_processing() -> dict:
         Prefetch("purpose_bases", queryset=PurposeBasis.objects.select_related("basis", "jurisdiction")),
         "subject_categories",
         "recipients__category",
-    ).order_by("kind", "position", "code")
+    ).order_by(*PURPOSE_ORDER)
     transfers = [
         _transfer_row(t)
         for t in Transfer.objects.select_related("recipient", "recipient_category").prefetch_related("data_categories")
@@ -218,6 +220,7 @@ def record_of_processing() -> dict:
     for category in data_categories:
         if not category["purposes"]:
             record_flags.append(_flag("amber", f"Category {category['code']} is used by no purpose.", category["code"]))
+    record_flags.sort(key=lambda flag: flag["severity"] != "red")  # red first, otherwise in record order
     retention = [{"category": c["code"], "category_name": c["name"], "period": c["retention"]} for c in data_categories]
     return {
         "title": "Record of processing activities (GDPR Art. 30(1))",

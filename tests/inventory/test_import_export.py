@@ -184,7 +184,9 @@ def test_a_file_with_bad_rows_imports_nothing_and_says_where_and_why(client, dpo
     assert "owner" in invalid[3]["role"][0]
     assert "nonsense" in invalid[3]["data_categories"][0]
     page = preview.content.decode()
-    assert "Nothing was imported" in page and "no-such-category" in page
+    assert "Nothing was imported" in page
+    assert "Row 2, column <code>category</code>: no recipient category has the code “no-such-category”" in page
+    assert "Row 3, column <code>role</code>:" in page
     assert models.Recipient.objects.count() == count
     assert not AuditEvent.objects.filter(action="register.recipient.imported").exists()
 

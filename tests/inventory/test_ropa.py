@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from inventory import models
-from inventory.ropa import JSONLD_CONTEXT_PATH, RETENTION_NOT_SET, record_of_processing, render
+from inventory.ropa import JSONLD_CONTEXT_PATH, PURPOSE_ORDER, RETENTION_NOT_SET, record_of_processing, render
 from privacyops.models import AuditEvent
 from tests.factories import inventory as f
 from tests.factories.accounts import UserFactory
@@ -43,8 +43,9 @@ def test_pm_ii_record_lists_every_purpose_and_the_controller_identity(seeded, se
     settings.CONTROLLER_REPRESENTATIVE = "EU Representative Ltd, Dublin"
     record = record_of_processing()
     assert [p["code"] for p in record["purposes"]] == list(
-        models.Purpose.objects.order_by("kind", "position", "code").values_list("code", flat=True)
+        models.Purpose.objects.order_by(*PURPOSE_ORDER).values_list("code", flat=True)
     )
+    assert record["purposes"][0]["code"] == "provide-service"  # the policy's table first, then PM-II-7
     assert len(record["purposes"]) == 14
     controller = record["controller"]
     assert controller["name"] == settings.CONTROLLER_NAME
