@@ -15,7 +15,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import models as dj_models
-from django.db.models import Count, Exists, OuterRef, Prefetch
+from django.db.models import Case, Count, Exists, OuterRef, Prefetch, Value, When
 from django.forms import Textarea
 from django.http import HttpResponse
 from django.template.response import TemplateResponse
@@ -453,13 +453,17 @@ class PurposeAdmin(RegisterAdmin):
         return TemplateResponse(request, "admin/inventory/record_of_processing.html", context)
 
 
+# Link rows follow their purpose's place in the policy (see ropa.PURPOSE_ORDER).
+LINK_ORDER = (Case(When(purpose__kind=models.Purpose.Kind.MAIN, then=Value(0)), default=Value(1)), "purpose__position")
+
+
 @admin.register(models.PurposeBasis)
 class PurposeBasisAdmin(RegisterAdmin):
     list_display = ("purpose", "basis", "where", "condition", "review_flag")
     list_filter = ("needs_review", "basis", "jurisdiction", "purpose__kind")
     list_select_related = ("purpose", "basis", "jurisdiction")
     search_fields = ("purpose__code", "basis__code", "jurisdiction__code", "condition")
-    ordering = ("purpose__kind", "purpose__position", "jurisdiction__code", "basis__code")
+    ordering = (*LINK_ORDER, "jurisdiction__code", "basis__code")
     fields = ("purpose", "basis", "jurisdiction", "condition", "needs_review", "review_note", "seed_digest")
 
     @admin.display(description="jurisdiction", ordering="jurisdiction__code")
@@ -473,7 +477,7 @@ class ProcessingActivityAdmin(RegisterAdmin):
     list_filter = ("form", "is_system_record", "purpose", "category")
     list_select_related = ("purpose", "category")
     search_fields = ("purpose__code", "category__code", "note")
-    ordering = ("purpose__kind", "purpose__position", "category__code")
+    ordering = (*LINK_ORDER, "category__code")
     fields = ("purpose", "category", "form", "is_system_record", "note", "seed_digest")
 
     @admin.display(description="form", ordering="form")

@@ -74,7 +74,7 @@ def dpo(client):
 
 @pytest.fixture
 def seeded():
-    call_command("loadpolicy", verbosity=0)
+    call_command("loadpolicy", verbosity=0, stdout=io.StringIO())
 
 
 # --- Round trip -----------------------------------------------------------------------------------
