@@ -20,6 +20,8 @@ class Command(BaseCommand):
             report = register_policy_load(actor=None, path=path, reset=reset)
         except PolicyFileError as exc:
             raise CommandError(str(exc)) from exc
+        if options["verbosity"] == 0:
+            return
         for line in report.lines():
             self.stdout.write(line)
         if report.changed:
