@@ -46,3 +46,31 @@ def anchor_log(settings, tmp_path):
     """Every test anchors to its own file: never to var/audit-anchors.log of a developer's running system."""
     settings.AUDIT_ANCHOR_LOG = str(tmp_path / "audit-anchors.log")
     return settings.AUDIT_ANCHOR_LOG
+
+
+@pytest.fixture
+def seeded():
+    """The register as `loadpolicy` seeds it from the policy."""
+    from django.core.management import call_command
+
+    call_command("loadpolicy", verbosity=0)
+
+
+@pytest.fixture
+def dpo(client):
+    """A staff member in the DPO role, signed in to the test client."""
+    from tests.factories.inventory import staff_in_role
+
+    user = staff_in_role("DPO")
+    client.force_login(user)
+    return user
+
+
+@pytest.fixture
+def auditor(client):
+    """A staff member in the Auditor role, signed in to the test client."""
+    from tests.factories.inventory import staff_in_role
+
+    user = staff_in_role("Auditor")
+    client.force_login(user)
+    return user

@@ -49,18 +49,6 @@ def admin_post_data(response) -> dict:
     return data
 
 
-@pytest.fixture
-def dpo(client):
-    user = f.staff_in_role("DPO")
-    client.force_login(user)
-    return user
-
-
-@pytest.fixture
-def register():
-    return f.small_register()
-
-
 def _events(action):
     return list(AuditEvent.objects.filter(action=action).order_by("id"))
 

@@ -21,27 +21,8 @@ def _url(model, view, *args):
     return reverse(f"admin:inventory_{model._meta.model_name}_{view}", args=args)
 
 
-@pytest.fixture
-def register():
-    return f.small_register()
-
-
 def _instance(model):
     return model.objects.order_by("pk").first()
-
-
-@pytest.fixture
-def dpo(client):
-    user = f.staff_in_role("DPO")
-    client.force_login(user)
-    return user
-
-
-@pytest.fixture
-def auditor(client):
-    user = f.staff_in_role("Auditor")
-    client.force_login(user)
-    return user
 
 
 def test_every_register_model_is_in_the_admin():

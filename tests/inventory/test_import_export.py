@@ -10,7 +10,6 @@ import openpyxl
 import pytest
 import tablib
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.core.management import call_command
 from django.urls import reverse
 
 from inventory import models
@@ -63,18 +62,6 @@ def snapshot(model) -> list:
     rows = RESOURCES[model]().export(queryset=model.objects.order_by("pk")).dict
     stamps = list(model.objects.order_by("pk").values_list(*[n for n in ("updated_at",) if hasattr(model, "updated_at")]))
     return [rows, stamps, model.objects.count()]
-
-
-@pytest.fixture
-def dpo(client):
-    user = f.staff_in_role("DPO")
-    client.force_login(user)
-    return user
-
-
-@pytest.fixture
-def seeded():
-    call_command("loadpolicy", verbosity=0, stdout=io.StringIO())
 
 
 # --- Round trip -----------------------------------------------------------------------------------

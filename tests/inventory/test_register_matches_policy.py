@@ -4,10 +4,7 @@ The expected values below were written from the policy document itself (the seed
 POLICY-MAP paraphrases it), not from the seed file, so a wrong seed fails here.
 """
 
-import io
-
 import pytest
-from django.core.management import call_command
 
 from inventory.models import (
     DataCategory,
@@ -23,7 +20,7 @@ from inventory.models import (
 )
 from inventory.selectors import purpose_bases_for
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("seeded")]
 
 # Section I: each category of the "Data Description" column and the "Source" column it sits in. The
 # social sign-in row repeats "Account Information" under "collect from third parties": a second source.
@@ -116,11 +113,6 @@ EU_MEMBER_STATES = {
     "ES",
     "SE",
 }
-
-
-@pytest.fixture(autouse=True)
-def register():
-    call_command("loadpolicy", stdout=io.StringIO())
 
 
 def _sources(code):

@@ -21,11 +21,6 @@ pytestmark = pytest.mark.django_db
 ROPA_URL = "admin:inventory_record_of_processing"
 
 
-@pytest.fixture
-def seeded():
-    call_command("loadpolicy", verbosity=0, stdout=io.StringIO())
-
-
 def _transfer(record, code):
     return next(t for t in record["transfers"] if t["code"] == code)
 

@@ -1,9 +1,6 @@
 """A subject's jurisdiction, and the lawful bases a purpose rests on there (per-jurisdiction override)."""
 
-import io
-
 import pytest
-from django.core.management import call_command
 
 from inventory.models import Jurisdiction, Purpose
 from inventory.selectors import jurisdiction_for, jurisdiction_for_subject, purpose_bases_for
@@ -11,11 +8,6 @@ from tests.factories.accounts import UserFactory
 from tests.factories.inventory import JurisdictionFactory, LawfulBasisFactory, PurposeBasisFactory, PurposeFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def register():
-    call_command("loadpolicy", stdout=io.StringIO())
 
 
 @pytest.mark.parametrize(
@@ -38,11 +30,11 @@ def register():
         ("us", "us-ca", "US-CA"),
     ],
 )
-def test_jurisdiction_for_country_and_region(register, country, region, expected):
+def test_jurisdiction_for_country_and_region(seeded, country, region, expected):
     assert jurisdiction_for(country=country, region=region).code == expected
 
 
-def test_jurisdiction_for_subject_follows_the_accounts_country_and_region(register):
+def test_jurisdiction_for_subject_follows_the_accounts_country_and_region(seeded):
     assert jurisdiction_for_subject(subject=UserFactory(country="US", region="US-CA")).code == "US-CA"
     assert jurisdiction_for_subject(subject=UserFactory(country="IT", region="")).code == "EU"
     assert jurisdiction_for_subject(subject=UserFactory(country="", region="")).code == "DEFAULT"
@@ -61,7 +53,7 @@ def test_without_a_default_jurisdiction_the_lookup_says_to_load_the_policy():
         jurisdiction_for(country="ZZ")
 
 
-def test_china_rows_replace_the_general_bases_for_chinese_subjects(register):
+def test_china_rows_replace_the_general_bases_for_chinese_subjects(seeded):
     fraud = Purpose.objects.get(code="fraud-prevention-security")
     china = Jurisdiction.objects.get(code="CN")
 
@@ -74,7 +66,7 @@ def test_china_rows_replace_the_general_bases_for_chinese_subjects(register):
     assert all(b.jurisdiction == china for b in china_rows)
 
 
-def test_a_jurisdiction_without_rows_gets_the_general_bases(register):
+def test_a_jurisdiction_without_rows_gets_the_general_bases(seeded):
     fraud = Purpose.objects.get(code="fraud-prevention-security")
     eu = Jurisdiction.objects.get(code="EU")
     rows = purpose_bases_for(purpose=fraud, jurisdiction=eu)

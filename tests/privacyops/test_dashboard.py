@@ -1,9 +1,6 @@
 """The staff dashboard: the core's tile registry, and the register's tiles and flags on the admin index."""
 
-import io
-
 import pytest
-from django.core.management import call_command
 from django.test import RequestFactory
 from django.urls import reverse
 
@@ -15,11 +12,6 @@ from tests.factories import inventory as f
 pytestmark = pytest.mark.django_db
 
 INDEX = "admin:index"
-
-
-@pytest.fixture
-def seeded():
-    call_command("loadpolicy", verbosity=0, stdout=io.StringIO())
 
 
 @pytest.fixture
