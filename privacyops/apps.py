@@ -3,7 +3,7 @@ from django.utils.module_loading import autodiscover_modules
 
 
 class PrivacyOpsConfig(AppConfig):
-    """The core: audit trail, dashboard registry and (later) the personal-data registry API."""
+    """The core: audit trail, dashboard registry and the personal-data registry API."""
 
     name = "privacyops"
     label = "privacyops"
@@ -13,3 +13,7 @@ class PrivacyOpsConfig(AppConfig):
     def ready(self):
         # Apps declare their dashboard tiles in <app>/dashboard.py; the core imports them and knows none.
         autodiscover_modules("dashboard")
+        # Apps declare their personal data in <app>/privacy.py (the registry lives in privacyops.privacy).
+        from privacyops import privacy
+
+        privacy.autodiscover()

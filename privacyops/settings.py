@@ -25,6 +25,14 @@ else:
     # No default: a production process must never run on a key that is in the repository.
     SECRET_KEY = env.str("SECRET_KEY")
 
+# Key of the HMAC that pseudonymises personal fields (stable per subject). A pseudonym made with it is still
+# personal data: whoever holds the key can link it back. Kept apart from SECRET_KEY so rotating that one
+# (which signs everybody out) does not change every pseudonym in the de-identified datasets.
+if DEBUG:
+    PSEUDONYM_KEY = env.str("PSEUDONYM_KEY", default="insecure-development-pseudonym-key")
+else:
+    PSEUDONYM_KEY = env.str("PSEUDONYM_KEY")
+
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -218,7 +226,25 @@ PERIODIC_TASKS = {
         "schedule": crontab(minute=5, hour=0),
         "options": {"queue": "default"},
     },
+    "retention: run the enabled rules": {
+        "task": "retention.tasks.run_due_rules",
+        "schedule": crontab(minute=30, hour=2),
+        "options": {"queue": "purges"},
+    },
+    "retention: resume runs whose worker stopped": {
+        "task": "retention.tasks.resume_stalled_runs",
+        "schedule": crontab(),  # every minute: resuming is driven by the database, not by broker redelivery
+        "options": {"queue": "purges"},
+    },
 }
+
+# --- Retention purges -------------------------------------------------------------------------------
+# Rows per batch (one transaction each), how long a worker's lease on a run lasts without a heartbeat,
+# and how long one task works before it queues its own continuation (keeps tasks far below the time limits
+# and the Redis visibility timeout).
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=5000)
+RETENTION_LEASE_SECONDS = env.int("RETENTION_LEASE_SECONDS", default=120)
+RETENTION_TASK_SECONDS = env.int("RETENTION_TASK_SECONDS", default=60)
 
 # --- django-import-export -------------------------------------------------------------------------
 # Its defaults let every staff user import and export and leave formulae live in spreadsheets.

@@ -18,12 +18,22 @@ MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
 
 def _production_env(tmp_path, **overrides) -> dict:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "CELERY_", "PYTEST_"))}
-    for key in ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", "DATABASE_URL", "REDIS_URL", "EMAIL_URL"):
+    for key in (
+        "DEBUG",
+        "SECRET_KEY",
+        "PSEUDONYM_KEY",
+        "ALLOWED_HOSTS",
+        "CSRF_TRUSTED_ORIGINS",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "EMAIL_URL",
+    ):
         env.pop(key, None)
     env.update(
         DJANGO_SETTINGS_MODULE="privacyops.settings",
         DEBUG="false",
         SECRET_KEY=secrets.token_urlsafe(64),
+        PSEUDONYM_KEY=secrets.token_urlsafe(64),
         ALLOWED_HOSTS="privacy.example.com",
         CSRF_TRUSTED_ORIGINS="https://privacy.example.com",
         DATABASE_URL=f"sqlite:///{tmp_path / 'deploy.sqlite3'}",
