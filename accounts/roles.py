@@ -33,12 +33,16 @@ ROLES = (ROLE_DPO, ROLE_PRIVACY_ANALYST, ROLE_AUDITOR, ROLE_SUPPORT_AGENT)
 # role -> permission specs it is granted
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     ROLE_DPO: (
-        # Every permission of our apps (the later issues add chat.*, consents.*, requests.*, retention.*
-        # here when those apps get models). The audit trail is read and verified, never written by hand.
+        # Every permission of our apps (the later issues add consents.*, requests.* here when those apps
+        # get models). The audit trail is read and verified, never written by hand.
         "privacyops.view_*",
         "privacyops.verify_auditevent",
         "accounts.*",
         "inventory.*",
+        # The chat service's data: the DPO answers for it (rights requests, complaints, holds).
+        "chat.*",
+        # Retention rules (confirm, preview, run), legal holds (place, lift), purge runs.
+        "retention.*",
         # Staff groups, and the permissions table the group screen lists.
         "auth.*",
         # Schedules of the periodic jobs (django-celery-beat keeps them in the database).
@@ -58,8 +62,10 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "accounts.view_user",
         "accounts.view_socialidentity",
         "privacyops.view_auditevent",
-        # Later: work rights requests (requests.view_*, add_*, change_* ...), view legal holds and
-        # retention rules (retention.view_*), view purge runs. Never the NEVER list below.
+        # Legal holds, retention rules and purge runs: read only (NEVER below forbids lifting holds and
+        # changing or confirming rules).
+        "retention.view_*",
+        # Later: work rights requests (requests.view_*, add_*, change_* ...). Never the NEVER list below.
     ),
     ROLE_AUDITOR: (
         # Read-only on the register, with export for evidence.
@@ -68,7 +74,9 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         # The audit trail, and running its verification.
         "privacyops.view_auditevent",
         "privacyops.verify_auditevent",
-        # Later: view rights requests, legal holds, retention rules and purge runs.
+        # Legal holds, retention rules and purge runs.
+        "retention.view_*",
+        # Later: view rights requests.
     ),
     ROLE_SUPPORT_AGENT: (
         # Signing in to the workbench needs only is_staff. Later: add rights requests received by email
@@ -82,6 +90,8 @@ NEVER: dict[str, tuple[str, ...]] = {
     ROLE_DPO: ("privacyops.add_auditevent", "privacyops.change_auditevent", "privacyops.delete_auditevent"),
     ROLE_PRIVACY_ANALYST: (
         "retention.lift_legalhold",
+        "retention.confirm_retentionrule",
+        "retention.run_retentionrule",
         "retention.add_retentionrule",
         "retention.change_retentionrule",
         "retention.delete_retentionrule",
@@ -96,6 +106,9 @@ NEVER: dict[str, tuple[str, ...]] = {
         "*.change_*",
         "*.delete_*",
         "*.import_*",
+        "*.confirm_*",
+        "*.run_*",
+        "*.lift_*",
         "chat.*",
         "accounts.*",
         "auth.*",
