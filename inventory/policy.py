@@ -15,6 +15,10 @@ Invariants:
   loader keeps it as it is ("kept (edited by DPO)") unless `reset` is given. A row whose values still
   hash to its digest is brought up to date with the file. A row that already holds exactly the file's
   values counts as unchanged whoever wrote it.
+- Apps that depend on the register seed their own rows from their own files through `register_seed_loader`
+  (retention's example rules), so the register never imports them. Every loader reads and validates its
+  file before anything is written; each applies inside the same transaction, after the register rows it may
+  point at, with the same actor and reset flag, and its counts go into the same report and audit event.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -394,6 +399,9 @@ class LoadReport:
     counts: dict[str, ModelCounts]
     kept: list[str] = field(default_factory=list)
     audit_event_id: int | None = None
+    # Rows seeded by other apps' loaders (register_seed_loader), per model label; not in `totals`.
+    extensions: dict[str, ModelCounts] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def totals(self) -> ModelCounts:
@@ -407,17 +415,61 @@ class LoadReport:
 
     @property
     def changed(self) -> bool:
-        return any(c.created or c.updated for c in self.counts.values())
+        return any(c.created or c.updated for c in [*self.counts.values(), *self.extensions.values()])
 
     def lines(self) -> list[str]:
         def line(c: ModelCounts) -> str:
             return f"{c.created} created, {c.updated} updated, {c.unchanged} unchanged, {c.kept} kept (edited by DPO)"
 
-        width = max(len(label) for label in self.counts)
+        width = max(len(label) for label in [*self.counts, *self.extensions])
         out = [f"{label.capitalize():<{width}}  {line(c)}" for label, c in self.counts.items()]
         out.append(f"{'Total':<{width}}  {line(self.totals)}")
+        out.extend(f"{label.capitalize():<{width}}  {line(c)}" for label, c in self.extensions.items())
         out.extend(f"kept (edited by DPO): {k}" for k in self.kept)
+        out.extend(self.notes)
         return out
+
+
+# --- Other apps' seed rows ------------------------------------------------------------------------
+
+
+@dataclass
+class SeedResult:
+    """What one extension loader did: counts per model label, rows kept as edited, and remarks."""
+
+    counts: dict[str, ModelCounts]
+    kept: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SeedLoader:
+    """An app's own seed file, loaded with the register.
+
+    `read(policy)` parses and validates the app's file (raising PolicyFileError, writing nothing) and returns
+    what `apply(prepared, *, actor, reset, policy)` then writes, inside the register's transaction.
+    """
+
+    name: str
+    read: Callable[[PolicyFile], Any]
+    apply: Callable[..., SeedResult]
+
+
+_seed_loaders: dict[str, SeedLoader] = {}
+
+
+def register_seed_loader(name: str, *, read: Callable[[PolicyFile], Any], apply: Callable[..., SeedResult]) -> None:
+    """Load an app's seed rows with every `loadpolicy` (see the module docstring). Registering a name again
+    replaces it."""
+    _seed_loaders[name] = SeedLoader(name=name, read=read, apply=apply)
+
+
+def unregister_seed_loader(name: str) -> None:
+    _seed_loaders.pop(name, None)
+
+
+def seed_loaders() -> list[SeedLoader]:
+    return list(_seed_loaders.values())
 
 
 def _lock() -> None:
@@ -494,18 +546,24 @@ def register_policy_load(*, actor=None, path: Path | str | None = None, reset: b
     Raises PolicyFileError, with nothing written, when the file is not valid.
     """
     policy = policy_file_read(path=path)
+    extensions = [(ext, ext.read(policy)) for ext in seed_loaders()]  # every file valid before any write
     loader = _Loader(policy, reset)
     with transaction.atomic():
         _lock()
         for section in SECTIONS:
             loader.apply(section)
         report = LoadReport(path=policy.path, file_digest=policy.digest, reset=reset, counts=loader.counts, kept=loader.kept)
+        for ext, prepared in extensions:
+            result = ext.apply(prepared, actor=actor, reset=reset, policy=policy)
+            report.extensions.update(result.counts)
+            report.kept.extend(result.kept)
+            report.notes.extend(result.notes)
         if report.changed:
             event = audit_record(
                 actor=actor,
                 action=AUDIT_ACTION,
                 details={
-                    "counts": {label: c.as_dict() for label, c in report.counts.items()},
+                    "counts": {label: c.as_dict() for label, c in [*report.counts.items(), *report.extensions.items()]},
                     "reset": reset,
                     "file_digest": policy.digest,
                 },
