@@ -41,15 +41,21 @@ from .registry import (
     register_not_personal,
     registry,
 )
+from .strategies import REDACTED, anonymise_updates, erase_updates, generalise_ip, pseudonym
 
 __all__ = [
+    "REDACTED",
     "Declaration",
     "Erase",
     "Field",
     "NotRegistered",
     "PrivacyRegistry",
     "RegistryError",
+    "anonymise_updates",
     "autodiscover",
+    "erase_updates",
+    "generalise_ip",
+    "pseudonym",
     "register",
     "register_not_personal",
     "registry",

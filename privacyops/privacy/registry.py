@@ -68,7 +68,9 @@ class Declaration:
     model: type[models.Model]
     personal: bool = True
     subject: str | None = None  # lookup path to the account, e.g. "conversation__user"
-    identifier: str | None = None  # for rows that may have no account: the field that finds them (an email)
+    # For rows that may have no account: the field that finds them. It holds the same value as the account
+    # model's field of the same name (SupportMessage.email = User.email; AuditEvent.subject_ref).
+    identifier: str | None = None
     category: str | None = None  # the row's category: the one its retention follows
     created: str | None = None  # the field holding the row's creation time
     timestamps: tuple[str, ...] = ()  # further timestamps a retention rule may count from
@@ -102,6 +104,56 @@ class Declaration:
     @property
     def timestamp_fields(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(([self.created] if self.created else []) + list(self.timestamps)))
+
+    @property
+    def is_account_model(self) -> bool:
+        """The account model itself: its rows are the subjects, so it declares no subject path."""
+        from django.conf import settings
+
+        return self.model._meta.label == settings.AUTH_USER_MODEL
+
+    @property
+    def anonymisable(self) -> bool:
+        """Whether `strategies.anonymise_updates` can anonymise this model's rows in place.
+
+        Only rows that point at the account by a nullable foreign key of their own can lose the link by an
+        UPDATE; a row linked through its parent stays linked, and a field kept under a legal duty
+        (RETAIN) would keep identifying the subject.
+        """
+        if not self.personal or not self.subject_is_direct:
+            return False
+        if any(f.erase == Erase.RETAIN for f in self.fields.values()):
+            return False
+        return bool(self.model._meta.get_field(self.subject_fk).null)
+
+    @property
+    def erasure_deletes_row(self) -> bool:
+        """A field whose strategy is DELETE cannot be erased without deleting its row."""
+        return any(f.erase == Erase.DELETE for f in self.fields.values())
+
+    def subject_q(self, account) -> models.Q | None:
+        """The rows of this model that belong to `account` (a User), or None if the model has no way to find them.
+
+        By the subject path; for the account model, the row itself; and for a declaration with an
+        `identifier`, also the rows with no account whose identifier equals the account's field of the
+        same name (a support email sent before signing up; the audit trail's subject_ref).
+        """
+        if not self.personal:
+            return None
+        q = None
+        if self.subject:
+            q = models.Q(**{self.subject: account})
+        elif self.is_account_model:
+            q = models.Q(pk=account.pk)
+        if self.identifier:
+            value = getattr(account, self.identifier, None)
+            if value not in (None, ""):
+                lookup = "iexact" if isinstance(value, str) else "exact"
+                by_identifier = models.Q(**{f"{self.identifier}__{lookup}": value})
+                if self.subject:
+                    by_identifier &= models.Q(**{f"{self.subject_fk}__isnull": True})
+                q = by_identifier if q is None else q | by_identifier
+        return q
 
     def declared_names(self) -> set[str]:
         return set(self.fields) | set(self.not_personal)

@@ -43,7 +43,7 @@ POLICY_EXAMPLES = {
     "usage-data": ["time zone", "country", "user agent"],
     "cookies": ["cookie"],
 }
-SYSTEM_CATEGORIES = {"rights-request-records", "consent-records", "audit-records"}
+SYSTEM_CATEGORIES = {"rights-request-records", "consent-records", "audit-records", "retention-records"}
 ALL_SEVEN = set(POLICY_CATEGORIES)
 
 # Section II's table, row by row: categories column and lawful basis column.
