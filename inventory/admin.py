@@ -278,12 +278,12 @@ class CategoryActivityInline(admin.TabularInline):
 
 @admin.register(models.DataCategory)
 class DataCategoryAdmin(RegisterAdmin):
-    list_display = ("code", "name", "source_list", "used_by", "is_system_record", "policy_ref", "review_flag")
+    list_display = ("code", "name", "source_list", "used_by", "store_list", "is_system_record", "policy_ref", "review_flag")
     list_filter = ("needs_review", CategoryInUseFilter, "is_system_record", "sources")
     search_fields = (*ENTRY_SEARCH, "example_fields")
     ordering = ("is_system_record", "code")
     filter_horizontal = ("sources",)
-    fieldsets = entry_fieldsets("sources", "example_fields", "is_system_record")
+    fieldsets = entry_fieldsets("sources", "example_fields", "is_system_record", "store_list")
     inlines = [CategoryActivityInline]
 
     def get_queryset(self, request):
@@ -291,9 +291,20 @@ class DataCategoryAdmin(RegisterAdmin):
             super()
             .get_queryset(request)
             .prefetch_related(
-                "sources", Prefetch("activities", queryset=models.ProcessingActivity.objects.select_related("purpose"))
+                "sources",
+                "stores",
+                Prefetch("activities", queryset=models.ProcessingActivity.objects.select_related("purpose")),
             )
         )
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "store_list"]
+
+    @admin.display(description="held in data stores")
+    def store_list(self, obj):
+        if obj.pk is None:
+            return ""
+        return codes(obj.stores.all()) or "-"
 
     @admin.display(description="sources")
     def source_list(self, obj):
@@ -559,8 +570,21 @@ class TransferAdmin(RegisterAdmin):
 
 @admin.register(models.DataStore)
 class DataStoreAdmin(RegisterAdmin):
-    list_display = ("code", "name", "kind", "owner", "location_country", "app_label", "review_flag")
-    list_filter = ("needs_review", "kind", "location_country")
+    list_display = ("code", "name", "kind", "category_list", "owner", "location_country", "app_label", "review_flag")
+    list_filter = ("needs_review", "kind", "location_country", "categories")
     search_fields = (*ENTRY_SEARCH, "owner", "app_label")
     ordering = ("code",)
-    fieldsets = entry_fieldsets("owner", "location_country", "kind", "app_label")
+    filter_horizontal = ("categories",)
+    fieldsets = entry_fieldsets("owner", "location_country", "kind", "app_label", "categories")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("categories")
+
+    def get_readonly_fields(self, request, obj=None):
+        # A Django app's categories are a fact of the code: the registry sync rewrites them.
+        synced = ["kind", "app_label", "categories"] if obj is not None and obj.kind == models.DataStore.Kind.DJANGO else []
+        return [*super().get_readonly_fields(request, obj), *synced]
+
+    @admin.display(description="categories")
+    def category_list(self, obj):
+        return codes(obj.categories.all()) or badge("none", "amber")

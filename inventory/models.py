@@ -273,6 +273,12 @@ class DataStore(RegisterEntry):
     location_country = models.CharField(max_length=2, blank=True, validators=[country_code])
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.DJANGO)
     app_label = models.CharField(max_length=100, blank=True, help_text="For kind django: the app whose models it holds.")
+    categories = models.ManyToManyField(
+        DataCategory,
+        related_name="stores",
+        blank=True,
+        help_text="Data categories held here. For kind django, kept in step with the code's registry.",
+    )
 
     class Meta(RegisterEntry.Meta):
         permissions = import_export_permissions("datastore", "data stores")

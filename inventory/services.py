@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.apps import apps as django_apps
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.forms.models import model_to_dict
 
 from privacyops.audit import audit_record
@@ -140,3 +142,129 @@ def register_export_record(*, actor, model, row_count: int, file_format: str) ->
 def register_ropa_export_record(*, actor, file_format: str) -> None:
     """Record that the Art. 30 record was downloaded from the workbench."""
     audit_record(actor=actor, action="register.record_of_processing.exported", details={"format": file_format})
+
+
+# --- Data stores from the registry ----------------------------------------------------------------
+#
+# A Django app is one data store (kind `django`, code `django-<app_label>`). Which categories it holds is
+# a fact of the code (the personal-data registry), so the sync owns a django store's kind, app_label and
+# categories and rewrites them to match; its name and description are written when the store is created
+# and are the DPO's to edit afterwards. Stores of apps that no longer declare personal data, and stores
+# of other kinds, are never touched. A sync that changes nothing writes nothing (it runs after every
+# migrate and every loadpolicy).
+
+DATASTORE_SYNC_ACTION = "register.datastore.synced"
+DATASTORE_SYNC_LABEL = "data stores from the registry"
+
+
+@dataclass
+class DataStoreSyncResult:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    missing_categories: list[str] = field(default_factory=list)  # declared codes the database lacks
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.updated)
+
+
+def _registry_stores() -> dict[str, dict]:
+    """Per store code: the app it is and every category (row and field) its declarations name."""
+    from privacyops.privacy import registry
+
+    stores: dict[str, dict] = {}
+    for declaration in registry.personal():
+        entry = stores.setdefault(declaration.store_code, {"app_label": declaration.app_label, "categories": set()})
+        entry["categories"].add(declaration.category)
+        entry["categories"].update(spec.category for spec in declaration.fields.values())
+    return stores
+
+
+def _store_name(app_label: str) -> str:
+    try:
+        verbose = str(django_apps.get_app_config(app_label).verbose_name)
+    except LookupError:
+        verbose = app_label
+    return f"{verbose} database ({app_label})"
+
+
+def _datastore_sync() -> DataStoreSyncResult:
+    from .models import DataCategory, DataStore
+
+    wanted = _registry_stores()
+    result = DataStoreSyncResult()
+    all_codes = set().union(*(w["categories"] for w in wanted.values())) if wanted else set()
+    categories = {c.code: c for c in DataCategory.objects.filter(code__in=all_codes)}
+    result.missing_categories = sorted(all_codes - set(categories))
+    existing = {s.code: s for s in DataStore.objects.filter(code__in=wanted).prefetch_related("categories")}
+    for code, spec in sorted(wanted.items()):
+        target = {categories[c].pk for c in spec["categories"] if c in categories}
+        store = existing.get(code)
+        if store is None:
+            store = DataStore.objects.create(
+                code=code,
+                name=_store_name(spec["app_label"]),
+                description=f"The tables of the {spec['app_label']} app; its categories follow the code's registry.",
+                kind=DataStore.Kind.DJANGO,
+                app_label=spec["app_label"],
+            )
+            store.categories.set(target)
+            result.created.append(code)
+            continue
+        changed = False
+        if store.kind != DataStore.Kind.DJANGO or store.app_label != spec["app_label"]:
+            store.kind, store.app_label = DataStore.Kind.DJANGO, spec["app_label"]
+            store.save(update_fields=["kind", "app_label", "updated_at"])
+            changed = True
+        if {c.pk for c in store.categories.all()} != target:
+            store.categories.set(target)
+            changed = True
+        (result.updated if changed else result.unchanged).append(code)
+    return result
+
+
+def datastore_sync_from_registry(*, actor=None) -> DataStoreSyncResult:
+    """Create or update one kind-`django` data store per app that declares personal data, with its categories.
+
+    Idempotent: one audit event when a store was created or changed, none otherwise.
+    """
+    with transaction.atomic():
+        result = _datastore_sync()
+        if result.changed:
+            audit_record(
+                actor=actor,
+                action=DATASTORE_SYNC_ACTION,
+                details={"created": result.created, "updated": result.updated},
+            )
+    return result
+
+
+def datastore_seed_apply(prepared, *, actor=None, reset=False, policy=None):
+    """The sync as a seed loader of `register_policy_load`: inside its transaction, counted in its audit event."""
+    from .policy import ModelCounts, SeedResult
+
+    result = _datastore_sync()
+    counts = ModelCounts(created=len(result.created), updated=len(result.updated), unchanged=len(result.unchanged))
+    notes = [f"registry category not in the register: {code}" for code in result.missing_categories]
+    return SeedResult(counts={DATASTORE_SYNC_LABEL: counts}, notes=notes)
+
+
+def datastore_sync_after_migrate(sender, app_config=None, using=DEFAULT_DB_ALIAS, **kwargs) -> None:
+    """post_migrate receiver: sync once per migrate, when the last app's signal fires.
+
+    Only on a database whose register is loaded: on a fresh one, `loadpolicy` (which syncs too) comes
+    next, and a store created before its categories exist would only be rewritten a moment later.
+    """
+    from .models import DataCategory, DataStore
+
+    configs = [c for c in django_apps.get_app_configs() if c.models_module is not None]
+    if not configs or app_config is not configs[-1] or using != DEFAULT_DB_ALIAS:
+        return
+    tables = set(connections[using].introspection.table_names())
+    through = DataStore.categories.through._meta.db_table
+    if not {DataStore._meta.db_table, DataCategory._meta.db_table, through} <= tables:
+        return
+    if not DataCategory.objects.using(using).exists():
+        return
+    datastore_sync_from_registry(actor=None)
