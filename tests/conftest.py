@@ -43,6 +43,13 @@ def pytest_runtest_setup(item):
 
 
 @pytest.fixture(autouse=True)
+def media_root(settings, tmp_path):
+    """Uploaded files (chat attachments) go to a per-test folder, never into the checkout's var/media."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture(autouse=True)
 def anchor_log(settings, tmp_path):
     """Every test anchors to its own file: never to var/audit-anchors.log of a developer's running system."""
     settings.AUDIT_ANCHOR_LOG = str(tmp_path / "audit-anchors.log")
