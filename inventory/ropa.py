@@ -5,7 +5,9 @@ returns plain data (dicts, lists, strings) that the admin page, the CSV, the JSO
 renderings all share, so the four can never disagree. Which letter of Art. 30(1) each part answers:
 (a) `controller`; (b) `purposes`; (c) each purpose's `data_subject_categories` and `categories`;
 (d) `recipient_categories` and each purpose's `recipients`; (e) `transfers`, each with its mechanism and
-flag (none: red, unspecified: amber — PM-V-3); (f) `retention`; (g) `security_measures`.
+flag (none: red, unspecified: amber — PM-V-3); (f) `retention`, per category, with the data stores it
+lives in (the text comes from a source the retention app registers; "not set" without one);
+(g) `security_measures`.
 
 Lawful bases follow the register's override rule (see `inventory.selectors`): rows for a jurisdiction
 replace the general rows for subjects of that jurisdiction; the record lists both, each row labelled.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from django.conf import settings
@@ -34,13 +37,29 @@ PURPOSE_ORDER = (Case(When(kind=Purpose.Kind.MAIN, then=Value(0)), default=Value
 CONTENT_TYPES = {"csv": "text/csv", "json": "application/json", "jsonld": "application/ld+json"}
 
 
-def retention_for(category: DataCategory) -> str:
-    """Art. 30(1)(f): how long `category` is kept.
+# Art. 30(1)(f) comes from the retention app's rules. This module may not import that app (it depends on
+# the register, not the reverse), so the app registers a source at start-up: a callable returning, per
+# category code, {"text": the (f) line, "rules": [plain dicts]}. Without one, every category is "not set".
+RetentionSource = Callable[[], Mapping[str, dict]]
+_retention_source: RetentionSource | None = None
 
-    "not set" for every category until the retention app's rules exist; that issue replaces this
-    function's body (and nothing else here needs to change).
-    """
-    return RETENTION_NOT_SET
+
+def register_retention_source(source: RetentionSource | None) -> None:
+    """Where (f) comes from (PM-VI-1); None restores "not set" everywhere."""
+    global _retention_source
+    _retention_source = source
+
+
+def retention_by_category() -> Mapping[str, dict]:
+    """category code -> {"text", "rules"} from the registered source, read once per record."""
+    return _retention_source() if _retention_source is not None else {}
+
+
+def retention_for(category: DataCategory, retention: Mapping[str, dict] | None = None) -> str:
+    """Art. 30(1)(f): how long `category` is kept, or "not set" when no rule says."""
+    retention = retention_by_category() if retention is None else retention
+    entry = retention.get(category.code)
+    return entry["text"] if entry else RETENTION_NOT_SET
 
 
 def _flag(severity: str, text: str, ref: str) -> dict:
@@ -93,7 +112,8 @@ def _transfer_flags(transfer: dict) -> list[dict]:
 
 def record_of_processing() -> dict:
     """The whole Art. 30(1) record as plain data. See the module docstring for its parts."""
-    activities = ProcessingActivity.objects.select_related("category").prefetch_related("category__sources")
+    retention = retention_by_category()
+    activities = ProcessingActivity.objects.select_related("category").prefetch_related("category__sources", "category__stores")
     purposes = Purpose.objects.prefetch_related(
         Prefetch("activities", queryset=activities.order_by("category__code")),
         Prefetch("purpose_bases", queryset=PurposeBasis.objects.select_related("basis", "jurisdiction")),
@@ -125,7 +145,8 @@ def record_of_processing() -> dict:
                 "form_label": a.get_form_display(),
                 "is_system_record": a.is_system_record or a.category.is_system_record,
                 "sources": sorted(s.code for s in a.category.sources.all()),
-                "retention": retention_for(a.category),
+                "stores": sorted(s.code for s in a.category.stores.all()),
+                "retention": retention_for(a.category, retention),
                 "note": a.note,
                 "needs_review": a.category.needs_review,
             }
@@ -213,15 +234,26 @@ def record_of_processing() -> dict:
             "is_system_record": c.is_system_record,
             "needs_review": c.needs_review,
             "purposes": used_by.get(c.code, []),
-            "retention": retention_for(c),
+            "stores": sorted(s.code for s in c.stores.all()),
+            "retention": retention_for(c, retention),
+            "retention_rules": retention.get(c.code, {}).get("rules", []),
         }
-        for c in DataCategory.objects.prefetch_related("sources").order_by("code")
+        for c in DataCategory.objects.prefetch_related("sources", "stores").order_by("code")
     ]
     for category in data_categories:
         if not category["purposes"]:
             record_flags.append(_flag("amber", f"Category {category['code']} is used by no purpose.", category["code"]))
     record_flags.sort(key=lambda flag: flag["severity"] != "red")  # red first, otherwise in record order
-    retention = [{"category": c["code"], "category_name": c["name"], "period": c["retention"]} for c in data_categories]
+    retention_rows = [
+        {
+            "category": c["code"],
+            "category_name": c["name"],
+            "period": c["retention"],
+            "stores": c["stores"],
+            "rules": c["retention_rules"],
+        }
+        for c in data_categories
+    ]
     return {
         "title": "Record of processing activities (GDPR Art. 30(1))",
         "generated_at": timezone.now().isoformat(timespec="seconds"),
@@ -238,7 +270,7 @@ def record_of_processing() -> dict:
         "data_categories": data_categories,
         "recipient_categories": recipient_categories,
         "transfers": transfers,
-        "retention": retention,
+        "retention": retention_rows,
         "security_measures": settings.SECURITY_MEASURES,
         "flags": record_flags,
     }
@@ -261,6 +293,7 @@ CSV_HEADER = [
     "recipient_categories",
     "transfers",
     "retention",
+    "stores",
     "needs_review",
     "controller",
 ]
@@ -314,6 +347,7 @@ def render_csv(record: dict) -> str:
                         "system_record": "yes" if category["is_system_record"] else "no",
                         "transfers": "; ".join(_transfer_text(transfers[t["code"]]) for t in category_transfers),
                         "retention": category["retention"],
+                        "stores": "; ".join(category["stores"]),
                     }
                 )
                 review = [purpose_review] if purpose_review else []

@@ -9,8 +9,9 @@ import re
 import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
+from django.utils import timezone
 
-from inventory import models
+from inventory import models, ropa
 from inventory.ropa import JSONLD_CONTEXT_PATH, PURPOSE_ORDER, RETENTION_NOT_SET, record_of_processing, render
 from privacyops.models import AuditEvent
 from tests.factories import inventory as f
@@ -92,11 +93,102 @@ def test_a_purpose_without_basis_is_flagged_red():
     assert [fl["severity"] for fl in purpose["flags"]] == ["red"]
 
 
-def test_pm_vi_1_retention_is_not_set_until_retention_rules_exist(seeded):
+def _retention(record, code):
+    return next(r for r in record["retention"] if r["category"] == code)
+
+
+def _confirm_rule(code):
+    from retention.models import RetentionRule
+
+    RetentionRule.objects.filter(code=code).update(enabled=True, confirmed_at=timezone.now())
+
+
+def test_pm_vi_1_retention_is_not_set_without_a_retention_source(seeded, monkeypatch):
+    monkeypatch.setattr(ropa, "_retention_source", None)
     record = record_of_processing()
     assert {r["period"] for r in record["retention"]} == {RETENTION_NOT_SET}
     assert len(record["retention"]) == models.DataCategory.objects.count()
     assert all(c["retention"] == RETENTION_NOT_SET for p in record["purposes"] for c in p["categories"])
+
+
+def test_pm_vi_1_a_category_without_any_rule_is_not_set(seeded):
+    assert _retention(record_of_processing(), "account-information")["period"] == RETENTION_NOT_SET
+
+
+def test_pm_vi_1_a_seeded_rule_shows_as_awaiting_confirmation(seeded):
+    record = record_of_processing()
+    assert _retention(record, "log-data")["period"] == "rule awaiting confirmation: P180D delete from created"
+    assert _retention(record, "user-content")["period"] == "rule awaiting confirmation: P30D delete from account closure"
+    (rule,) = _retention(record, "log-data")["rules"]
+    assert (rule["code"], rule["state"]) == ("log-data-180d", "awaiting confirmation")
+
+
+def test_pm_vi_1_the_enabled_rule_is_the_retention_in_every_rendering(seeded):
+    _confirm_rule("log-data-180d")
+    record = record_of_processing()
+
+    assert _retention(record, "log-data")["period"] == "P180D delete from created"
+    assert {c["retention"] for p in record["purposes"] for c in p["categories"] if c["code"] == "log-data"} == {
+        "P180D delete from created"
+    }
+    rows = list(csv.DictReader(io.StringIO(render(record, "csv"))))
+    assert {r["retention"] for r in rows if r["category_code"] == "log-data"} == {"P180D delete from created"}
+    document = json.loads(render(record, "jsonld"))
+    log_data = next(c for c in document["personalDataCategories"] if c["identifier"] == "log-data")
+    assert log_data["hasStorageCondition"]["description"] == "P180D delete from created"
+    assert json.loads(render(record, "json"))["retention"] == record["retention"]
+
+
+def test_pm_vi_1_a_store_specific_rule_is_listed_after_the_category_rule(seeded):
+    from retention.models import RetentionRule
+
+    _confirm_rule("user-content-30d-after-closure")
+    store = f.DataStoreFactory(code="django-chat-archive")
+    RetentionRule.objects.create(
+        code="archive-7d",
+        name="Archive",
+        category=models.DataCategory.objects.get(code="user-content"),
+        store=store,
+        period="P7D",
+    )
+
+    text = _retention(record_of_processing(), "user-content")["period"]
+
+    assert text == (
+        "P30D delete from account closure; in django-chat-archive: rule awaiting confirmation: P7D delete from created"
+    )
+
+
+def test_pm_vi_1_a_disabled_confirmed_rule_is_not_the_retention(seeded):
+    from retention.models import RetentionRule
+
+    RetentionRule.objects.filter(code="log-data-180d").update(enabled=False, confirmed_at=timezone.now())
+    assert _retention(record_of_processing(), "log-data")["period"] == RETENTION_NOT_SET
+
+
+def test_pm_vi_1_each_category_lists_the_stores_it_lives_in(seeded):
+    store = f.DataStoreFactory(code="django-chat-test")
+    store.categories.add(models.DataCategory.objects.get(code="log-data"))
+
+    record = record_of_processing()
+
+    assert "django-chat-test" in _retention(record, "log-data")["stores"]
+    assert "django-chat-test" not in _retention(record, "account-information")["stores"]
+    rows = list(csv.DictReader(io.StringIO(render(record, "csv"))))
+    assert all("django-chat-test" in r["stores"] for r in rows if r["category_code"] == "log-data")
+
+
+def test_pm_vi_1_the_admin_page_shows_retention_and_stores_in_f(client, seeded, dpo):
+    _confirm_rule("log-data-180d")
+    f.DataStoreFactory(code="django-chat-test").categories.add(models.DataCategory.objects.get(code="log-data"))
+
+    page = client.get(reverse(ROPA_URL)).content.decode()
+
+    section = page.split('id="ropa-retention"')[1].split("</section>")[0]
+    row = section.split('id="retention-log-data"')[1].split("</tr>")[0]
+    assert "P180D delete from created" in row and "django-chat-test" in row and 'data-state="enabled"' in row
+    usage = section.split('id="retention-usage-data"')[1].split("</tr>")[0]
+    assert "rule awaiting confirmation" in usage
 
 
 def test_pm_iv_recipients_by_category_and_by_name(seeded):
