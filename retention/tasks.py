@@ -1,0 +1,103 @@
+"""Retention jobs. Thin: the work is in retention.engine and retention.services.
+
+A long run is a chain of bounded tasks: `purge_run_continue` works for at most RETENTION_TASK_SECONDS and
+then queues its own continuation. Resuming after a crash is driven from the database, not from the broker:
+`resume_stalled_runs` (every minute) re-queues every run whose lease has expired, and the run continues
+from the key its last committed batch recorded. Redis would only redeliver an unacknowledged task after
+its visibility timeout (hours), which is far too late to rely on.
+
+No `queue=` on the decorators: CELERY_TASK_ROUTES sends "retention.tasks.*" to the `purges` queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db.models import Q
+from django.utils import timezone
+
+from .engine import purge_run_work
+from .models import PurgeRun, RetentionRule
+from .services import purge_run_start
+
+logger = logging.getLogger("retention.tasks")
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _held_elsewhere(run: PurgeRun, worker: str) -> bool:
+    return bool(run.lease_owner) and run.lease_owner != worker and run.lease_expires_at and run.lease_expires_at > timezone.now()
+
+
+@shared_task(bind=True, acks_late=True)
+def purge_run_continue(self, run_id: int) -> None:
+    """Work on a run for a bounded time, then queue the continuation (in eager mode: keep going in-process)."""
+    worker = worker_name()
+    while True:
+        run = purge_run_work(run_id, worker=worker, max_seconds=settings.RETENTION_TASK_SECONDS)
+        if run.is_finished or _held_elsewhere(run, worker):
+            return
+        if not self.request.is_eager:
+            purge_run_continue.apply_async((run_id,))
+            return
+
+
+@shared_task(acks_late=True)
+def run_rule(rule_id: int, dry_run: bool = False) -> int | None:
+    """Start a run (or a preview) of one rule; its work is queued after commit. Returns the run's id."""
+    rule = RetentionRule.objects.select_related("category", "store").get(pk=rule_id)
+    try:
+        return purge_run_start(rule=rule, dry_run=dry_run).pk
+    except ValidationError as exc:
+        logger.warning("Rule %s not started: %s", rule.code, "; ".join(exc.messages))
+        return None
+
+
+@shared_task(acks_late=True)
+def run_due_rules() -> list[int]:
+    """Daily (settings.PERIODIC_TASKS): start a real run of every enabled, confirmed rule not already running."""
+    started = []
+    active = PurgeRun.objects.filter(dry_run=False, status__in=[PurgeRun.Status.QUEUED, PurgeRun.Status.RUNNING])
+    rules = (
+        RetentionRule.objects.filter(enabled=True, confirmed_at__isnull=False)
+        .exclude(pk__in=active.values("rule_id"))
+        .select_related("category", "store")
+    )
+    for rule in rules:
+        try:
+            started.append(purge_run_start(rule=rule).pk)
+        except ValidationError as exc:
+            logger.warning("Rule %s not started: %s", rule.code, "; ".join(exc.messages))
+    return started
+
+
+@shared_task(acks_late=True)
+def resume_stalled_runs() -> list[int]:
+    """Every minute: queue the continuation of every run nobody is working on.
+
+    That is a running run whose lease has expired (its worker died, or paused between tasks and the
+    continuation was lost), and a queued run that no worker picked up within a lease's length.
+    """
+    now = timezone.now()
+    lease = timedelta(seconds=settings.RETENTION_LEASE_SECONDS)
+    stalled = list(
+        PurgeRun.objects.filter(
+            Q(status=PurgeRun.Status.RUNNING, lease_expires_at__isnull=True)
+            | Q(status=PurgeRun.Status.RUNNING, lease_expires_at__lt=now)
+            | Q(status=PurgeRun.Status.QUEUED, lease_expires_at__isnull=True, created_at__lt=now - lease)
+            | Q(status=PurgeRun.Status.QUEUED, lease_expires_at__lt=now)
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for run_id in stalled:
+        purge_run_continue.delay(run_id)
+    return stalled
