@@ -9,7 +9,9 @@ Invariants:
   and a rule the loader creates or rewrites is disabled and unconfirmed. Only the DPO's "Confirm" in the
   workbench makes a rule run (PM-VI-1; the database refuses an enabled rule without a confirmation).
 - The file is read and validated whole before anything is written: a bad file raises PolicyFileError
-  naming `rules[code].field` and the register load writes nothing either.
+  naming `rules[code].field` and the register load writes nothing either. The rules are also checked
+  with the workbench's own `rule_validate` (which needs the register, so it runs in `apply`, before the
+  first rule is written; an error there rolls the whole load back).
 - Rules are matched on `code`. `seed_digest` is the SHA-256 of the values the loader last wrote. A rule
   whose values no longer hash to it, or that a DPO has confirmed, is kept as it is ("kept (edited by
   DPO)") unless reset is given; a reset that changes a confirmed rule's values also withdraws its
@@ -35,6 +37,7 @@ from inventory.policy import ModelCounts, PolicyFile, PolicyFileError, SeedResul
 
 from .models import RetentionRule
 from .periods import parse_period
+from .services import rule_validate
 
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "seed" / "rules.yaml"
 LOADER_NAME = "retention.rules"
@@ -159,6 +162,7 @@ def apply(rules: RulesFile, *, actor=None, reset: bool = False, policy: PolicyFi
     counts = ModelCounts()
     kept: list[str] = []
     notes: list[str] = []
+    to_write: list[RetentionRule] = []
     categories = {c.code: c for c in DataCategory.objects.filter(code__in={r["category"] for r in rules.rows})}
     stores = {s.code: s for s in DataStore.objects.filter(code__in={r["store"] for r in rules.rows if r["store"]})}
     existing = {
@@ -196,10 +200,21 @@ def apply(rules: RulesFile, *, actor=None, reset: bool = False, policy: PolicyFi
         rule.confirmed_at = None
         rule.confirmed_by = None
         rule.seed_digest = digest
-        is_new = rule.pk is None
-        rule.save()
-        if is_new:
+        to_write.append(rule)
+    # The same checks as a rule saved in the workbench (e.g. "anonymise" only on rows linked directly to
+    # the account), all before the first write; an error undoes the whole load.
+    errors = []
+    for rule in to_write:
+        try:
+            rule_validate(rule)
+        except ValidationError as exc:
+            errors.extend(f"rules[{rule.code}].{name}: {m}" for name, ms in exc.message_dict.items() for m in ms)
+    if errors:
+        raise PolicyFileError(errors, rules.path)
+    for rule in to_write:
+        if rule.pk is None:
             counts.created += 1
         else:
             counts.updated += 1
+        rule.save()
     return SeedResult(counts={LABEL: counts}, kept=kept, notes=notes)

@@ -179,6 +179,18 @@ def test_a_bad_rules_file_names_the_rule_and_field_and_the_whole_load_writes_not
     assert AuditEvent.objects.count() == events
 
 
+def test_a_rule_the_workbench_would_refuse_is_refused_by_the_load_too(monkeypatch, tmp_path):
+    document = _rules_document()
+    next(r for r in document["rules"] if r["code"] == "user-content-30d-after-closure")["action"] = "anonymise"
+    _use_rules(monkeypatch, tmp_path, document)
+
+    with pytest.raises(PolicyFileError, match=r"rules\[user-content-30d-after-closure\]\.action"):
+        register_policy_load()
+
+    assert RetentionRule.objects.count() == 0
+    assert not AuditEvent.objects.filter(action="register.policy_loaded").exists()
+
+
 def test_the_command_reports_a_bad_rules_file(monkeypatch, tmp_path):
     document = _rules_document()
     document["rules"][1]["action"] = "forget"
