@@ -1,5 +1,5 @@
-"""Reads of the register that more than one caller needs: a subject's jurisdiction and the lawful bases a
-purpose rests on for it.
+"""Reads of the register that more than one caller needs: a subject's jurisdiction, the lawful bases a
+purpose rests on for it, and how many records the system holds about a subject (from the registry).
 
 The override rule for lawful bases: a PurposeBasis with no jurisdiction applies everywhere. When a
 purpose has one or more rows for a jurisdiction, those rows REPLACE the general rows for subjects of that
@@ -60,3 +60,24 @@ def purpose_bases_for(*, purpose: Purpose, jurisdiction: Jurisdiction | None) ->
         if specific:
             return specific
     return list(rows.filter(jurisdiction__isnull=True))
+
+
+def subject_record_counts(user) -> dict[str, dict[str, int]]:
+    """How many records the system holds about `user`, per data category and per data store (PM-I, PM-IX).
+
+    Reads the personal-data registry, so it names no model: for every declaration that can find a
+    subject's rows (a subject path, the account itself, or an identifier such as the email for rows with
+    no account) it counts the rows, one COUNT query per model, and adds them to the row's category and
+    store. Categories and stores that could hold the subject's rows but hold none are listed with 0.
+    """
+    from privacyops.privacy import registry
+
+    counts: dict[str, dict[str, int]] = {"categories": {}, "stores": {}}
+    for declaration in registry.personal():
+        condition = declaration.subject_q(user)
+        if condition is None:
+            continue
+        n = declaration.model._default_manager.filter(condition).count()
+        counts["categories"][declaration.category] = counts["categories"].get(declaration.category, 0) + n
+        counts["stores"][declaration.store_code] = counts["stores"].get(declaration.store_code, 0) + n
+    return counts
