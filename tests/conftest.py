@@ -42,6 +42,19 @@ def pytest_runtest_setup(item):
             _unreachable(f"Redis at {settings.REDIS_URL} is unreachable")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def registry_without_drift():
+    """PM-I: a test run fails, as `manage.py check` and the server do, when the registry and the code disagree.
+
+    pytest-django does not run system checks, so the personal-data drift check runs here once per session.
+    """
+    from django.core import checks
+
+    errors = [e for e in checks.run_checks(tags=["privacyops"]) if e.is_serious()]
+    if errors:
+        pytest.exit("The personal-data registry does not match the code:\n" + "\n".join(str(e) for e in errors), returncode=1)
+
+
 @pytest.fixture(autouse=True)
 def media_root(settings, tmp_path):
     """Uploaded files (chat attachments) go to a per-test folder, never into the checkout's var/media."""
