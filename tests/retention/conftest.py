@@ -18,6 +18,7 @@ CATEGORIES = (
     "log-data",
     "usage-data",
     "retention-records",
+    "audit-records",
 )
 
 
