@@ -1,36 +1,25 @@
 """The audit trail in the admin: read-only for everyone, cheap on a table that only grows.
 
 Nobody adds, changes or deletes events here (the table is append-only; PostgreSQL enforces it). The
-list avoids whole-table work: no full count (show_full_result_count off, and the paginator counts at
-most COUNT_CAP rows), filter choices come from a loose index scan instead of SELECT DISTINCT, and the
-search is an exact subject_ref or an action prefix, both indexed.
+list avoids whole-table work: no full count (show_full_result_count off, and the paginator takes the
+planner's estimate or counts a capped number of rows, see admin_utils), filter choices come from a loose
+index scan instead of SELECT DISTINCT, and the search is an exact subject_ref or an action prefix, both indexed.
 """
 
 import json
 import uuid
-from functools import cached_property
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from .admin_utils import EstimatedCountPaginator
 from .audit import audit_anchors_verify, audit_chain_verify, audit_distinct_values
 from .models import AuditEvent
-
-COUNT_CAP = 100_000
-
-
-class CappedCountPaginator(Paginator):
-    """Counts at most COUNT_CAP rows: enough pages to browse, never a scan of millions of rows."""
-
-    @cached_property
-    def count(self):
-        return self.object_list[:COUNT_CAP].count()
 
 
 class _IndexedValueFilter(admin.SimpleListFilter):
@@ -61,7 +50,7 @@ class AuditEventAdmin(admin.ModelAdmin):
     search_fields = ["subject_ref", "action"]
     search_help_text = "An exact subject ref (UUID), or the beginning of an action such as register. or audit.head_anchored"
     show_full_result_count = False
-    paginator = CappedCountPaginator
+    paginator = EstimatedCountPaginator
     list_per_page = 100
     actions = None
     fields = [
