@@ -5,34 +5,39 @@ Design
   the order their foreign keys give. The plan's labels are stored on the run when it is created, with the
   cutoff, so a resumed run walks exactly the same models against exactly the same moment.
 - Each step walks its table in key ranges. The range's upper key is the `batch_size`-th expired row after
-  the last key reached (`pk > last ORDER BY pk LIMIT n`); then one statement per kind of write covers
-  `last < pk <= upper AND expired AND NOT held AND no kept child`. Nothing larger than a batch of keys
-  (and, for file-bearing models, that batch's file names) is ever held in Python, and the collector
-  (`QuerySet.delete()`) is never used: rows go by `_raw_delete` (one DELETE) and anonymising is one
-  UPDATE with the registry's strategies (privacyops.privacy.strategies.anonymise_updates).
+  the last key reached (`pk > last ORDER BY pk LIMIT n`; the same query counts the range's expired rows).
+  Two reads then classify the range: how many of its expired rows are held, and the keys of the rows to
+  go: `last < pk <= upper AND expired AND NOT held AND no kept child`, each condition a NOT EXISTS the
+  database turns into an anti-join, with child subqueries bounded to the range's parents. The rows to
+  go are deleted (`_raw_delete`, one DELETE by key) or anonymised (one UPDATE by key with the registry's
+  strategies, privacyops.privacy.strategies.anonymise_updates). Nothing larger than a batch of keys (and,
+  for file-bearing models, their file names) is ever held in Python, and the collector
+  (`QuerySet.delete()`) is never used.
 - Each batch is one transaction that also writes the run's progress (position, counts, batches done),
   renews the lease and appends one audit event. A batch that fails rolls back alone; the run is marked
   failed with the error. A worker that dies loses at most its uncommitted batch: the next worker to take
   the lease starts from the recorded key.
 
 Invariants
-- A held row is never changed: the hold check is a NOT EXISTS against the active holds inside every
-  statement that writes (and every count), so a hold placed mid-run counts from the next batch.
+- A held row is never changed: the hold check is part of the query that picks each batch's rows, so a
+  hold placed mid-run counts from the next batch. (A hold committed between a batch's read and its
+  writes, milliseconds inside one transaction, counts from the batch after; for a set-null child the
+  write re-checks the hold, and the parent's delete then fails on the foreign key rather than touch it.)
 - A row another row still needs is kept: a parent goes only when none of its children is *kept*. A child
   is kept when the run will not remove it: it is not expired, or it is held, or (transitively) it has a
   kept child of its own; a child outside the plan (another category, an unregistered table) is kept
   whenever it exists, whatever its on_delete. For SET_NULL children (a feedback's message) only a held
   child keeps the parent; the others have their link nulled in the same transaction as the parent's
   delete (a held row is never changed, not even by a set-null).
-- Dry run and real run use the same predicates: the dry run counts, batch by batch, what the real run's
-  statements would touch, so its counts equal a real run's on the same data by construction. (Children
-  are walked first, so by the time a parent is reached only kept children remain, and "no kept child"
-  is what both evaluate.) A dry run writes nothing but its own PurgeRun row.
+- Dry run and real run share the reads: a dry run stops after them, a real run writes exactly the rows
+  they picked. So a dry run's counts equal a real run's on the same data by
+  construction. (Children are walked first, so when a parent is reached only kept children remain, and
+  "no kept child" is what both evaluate.) A dry run writes nothing but its own PurgeRun row.
 - Anonymise touches only rows not yet anonymised (`anonymised_at IS NULL` where the model has the column,
   else rows still linked to an account): running a batch twice changes nothing the second time. Deleting
   twice finds nothing the second time. So a batch redone after a crash gives the same final state.
-- Attachment files of deleted rows are removed from storage only after the batch commits, and only for
-  rows that really went; a file already missing is fine.
+- Attachment files of deleted rows are removed from storage only after the batch commits (a rolled-back
+  batch removes none); a file already missing is fine.
 - The lease (owner, expiry) is taken with one conditional UPDATE; every batch re-reads the run under the
   lease (`SELECT ... FOR UPDATE` on PostgreSQL) and renews it, so a worker that lost its lease stops
   without writing.
@@ -44,6 +49,7 @@ unheld rows kept because a child needs them; deleted / anonymised = the rest.
 from __future__ import annotations
 
 import logging
+import operator
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -52,7 +58,7 @@ from functools import reduce
 from django.apps import apps
 from django.conf import settings
 from django.db import connections, models, router, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, Value
+from django.db.models import Exists, F, OuterRef, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -118,6 +124,23 @@ def children_first(declarations: list[Declaration]) -> list[Declaration]:
     return order
 
 
+@dataclass(frozen=True)
+class Anchor:
+    """Where a row's subject is found: lookup `path` in the query `levels` levels out from the row's own.
+
+    A hold check sits in a subquery of the row's query, so it reaches the subject one level further out.
+    """
+
+    path: str
+    levels: int = 0
+
+    def expression(self) -> OuterRef:
+        expression = OuterRef(self.path)
+        for _ in range(self.levels):
+            expression = OuterRef(expression)
+        return expression
+
+
 @dataclass
 class Step:
     index: int
@@ -144,6 +167,7 @@ class Plan:
         self.rule = run.rule
         self.delete = self.rule.action == RetentionRule.Action.DELETE
         self._scopes: dict[type[models.Model], selectors.HoldScope | None] = {}
+        self.shapes: set[selectors.HoldShape] = set()
         self.steps: list[Step] = []
         for index, label in enumerate(labels):
             try:
@@ -176,35 +200,70 @@ class Plan:
         return Q(**{f"{decl.subject_fk}__isnull": False})
 
     # The predicates below build fresh expressions on each call: a query resolves (and binds) its own.
+    # They read `self.shapes`, the shapes of the active holds, refreshed at the start of every batch.
 
-    def held(self, step: Step) -> Q:
-        return Q(step.scope.held())
+    def held(self, step: Step, anchor: Anchor | None = None) -> Q | None:
+        """The hold check for the step's rows; None when no active hold can reach the model."""
+        held = step.scope.held(self.shapes, subject=anchor.expression() if anchor else None)
+        return Q(held) if held is not None else None
 
-    def kept_row(self, step: Step, visiting: frozenset) -> Q:
+    def kept_row(self, step: Step, visiting: frozenset, anchor: Anchor | None) -> Q:
         """A row of a plan model that this run does not delete: not expired, held, or with a kept child."""
-        q = ~step.expired | self.held(step)
-        child = self.has_kept_child(step.model, visiting)
+        q = ~step.expired
+        held = self.held(step, anchor)
+        if held is not None:
+            q |= held
+        child = self.has_kept_child(step.model, visiting, anchor)
         return q | child if child is not None else q
 
-    def has_kept_child(self, model, visiting: frozenset = frozenset()) -> Q | None:
-        """True for a row of `model` that some kept row points at (None if no row ever could)."""
+    def _child_anchor(self, model, anchor: Anchor | None, child, fk) -> Anchor | None:
+        """Where a child row's subject is found, when it is its parent's subject (Attachment -> Message)."""
+        if anchor is None or not registry.is_registered(child) or not registry.is_registered(model):
+            return None
+        own = selectors.subject_path(registry.get(model))
+        through_parent = fk.name if own == "pk" else f"{fk.name}__{own}"
+        return Anchor(anchor.path, anchor.levels + 1) if registry.get(child).subject == through_parent else None
+
+    def kept_child_parts(
+        self, model, visiting: frozenset = frozenset(), anchor: Anchor | None = None, key_range=None
+    ) -> list[Exists]:
+        """One EXISTS per foreign key into `model`: true for a row that a kept row of that relation points at.
+
+        `anchor` says where the subject of `model`'s row is found (so a child that shares it checks its
+        holds against the parent's subject, without joining back through the parent); `key_range`
+        (lo, hi) bounds the children to the parents of one batch, so the database reads only those.
+        """
+        if anchor is None and registry.is_registered(model):
+            path = selectors.subject_path(registry.get(model))
+            anchor = Anchor(path, 0) if path else None
         visiting = visiting | {model}
         parts = []
         for rel in reverse_foreign_keys(model):
             child, fk = rel.related_model, rel.field
             rows = child._base_manager.filter(**{fk.attname: OuterRef(fk.target_field.attname)})
+            if key_range is not None and fk.target_field.primary_key:
+                lo, hi = key_range
+                rows = rows.filter(**{f"{fk.attname}__lte": hi})
+                if lo is not None:
+                    rows = rows.filter(**{f"{fk.attname}__gt": lo})
+            child_anchor = self._child_anchor(model, anchor, child, fk)
             if rel.on_delete is models.SET_NULL:
                 scope = self.scope(child)
-                if scope is None:
-                    continue  # nothing can hold it; its link is nulled with the parent
-                parts.append(Q(Exists(rows.filter(scope.held()))))
-                continue
+                held = scope.held(self.shapes, subject=child_anchor.expression() if child_anchor else None) if scope else None
+                if held is not None:
+                    parts.append(Exists(rows.filter(held)))
+                continue  # an unheld child has its link nulled with the parent
             child_step = self.by_model.get(child)
             if child_step is not None and self.delete and child not in visiting:
-                parts.append(Q(Exists(rows.filter(self.kept_row(child_step, visiting)))))
+                parts.append(Exists(rows.filter(self.kept_row(child_step, visiting, child_anchor))))
             else:
-                parts.append(Q(Exists(rows)))
-        return reduce(lambda a, b: a | b, parts) if parts else None
+                parts.append(Exists(rows))
+        return parts
+
+    def has_kept_child(self, model, visiting: frozenset = frozenset(), anchor: Anchor | None = None) -> Q | None:
+        """True for a row of `model` that some kept row points at (None if no row can be kept that way)."""
+        parts = self.kept_child_parts(model, visiting, anchor)
+        return reduce(operator.or_, (Q(p) for p in parts)) if parts else None
 
     def set_null_children(self, model) -> list[tuple[type[models.Model], models.ForeignKey]]:
         return [(rel.related_model, rel.field) for rel in reverse_foreign_keys(model) if rel.on_delete is models.SET_NULL]
@@ -218,8 +277,9 @@ def plan_labels(rule: RetentionRule) -> list[str]:
 # --- One batch -------------------------------------------------------------------------------------------
 
 
-def _range_end(step: Step, last_key, batch_size: int):
-    """The key of the `batch_size`-th expired row after `last_key` (or the last one), None when none is left."""
+def _range_end(step: Step, last_key, batch_size: int) -> tuple[object, int]:
+    """The key of the `batch_size`-th expired row after `last_key` (or of the last one; None when none is
+    left), and how many expired rows the range `last_key < pk <= that key` holds."""
     qs = step.model._base_manager.filter(step.expired, step.guard)
     if last_key is not None:
         qs = qs.filter(pk__gt=last_key)
@@ -229,9 +289,9 @@ def _range_end(step: Step, last_key, batch_size: int):
     # in it is a bound parameter.
     sql, params = inner.query.sql_with_params()
     with connections[qs.db].cursor() as cursor:
-        cursor.execute(f"SELECT MAX(_k) FROM ({sql}) AS batch", params)  # noqa: S608
+        cursor.execute(f"SELECT MAX(_k), COUNT(*) FROM ({sql}) AS batch", params)  # noqa: S608
         row = cursor.fetchone()
-    return row[0] if row else None
+    return (row[0], row[1]) if row else (None, 0)
 
 
 def _in_range(step: Step, lo, hi):
@@ -239,54 +299,96 @@ def _in_range(step: Step, lo, hi):
     return qs.filter(pk__gt=lo) if lo is not None else qs
 
 
-def _batch(plan: Plan, step: Step, lo, hi, *, dry_run: bool) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """Count (and unless dry_run, write) one key range of one step. Returns its counts and the files to remove."""
+# Keys per write statement. A batch is written in one statement up to this size (SQLite takes 32766
+# bound parameters by default since 3.32); larger batches are written in several, still in one transaction.
+WRITE_CHUNK = 30000
+
+
+def _chunks(keys: list, size: int = WRITE_CHUNK):
+    for start in range(0, len(keys), size):
+        yield keys[start : start + size]
+
+
+class KeysIn(models.Lookup):
+    """`column IN (keys)`, written `column = ANY(%s)` with the keys as ONE array parameter on PostgreSQL:
+    a 5,000-item IN list costs more to parse and plan than the write it restricts."""
+
+    lookup_name = "retention_keys_in"
+    prepare_rhs = False
+
+    def get_prep_lookup(self):
+        return list(self.rhs)
+
+    def as_sql(self, compiler, connection):
+        lhs, params = self.process_lhs(compiler, connection)
+        return f"{lhs} IN ({', '.join(['%s'] * len(self.rhs))})", (*params, *self.rhs)
+
+    def as_postgresql(self, compiler, connection):
+        lhs, params = self.process_lhs(compiler, connection)
+        return f"{lhs} = ANY(%s)", (*params, list(self.rhs))
+
+
+def _select(plan: Plan, step: Step, lo, hi, matched: int) -> tuple[dict[str, int], list[tuple]]:
+    """The reads of a batch, shared by dry and real runs: how many of the range's `matched` expired rows
+    are held, and the keys (with file names, for a delete) of those to go: unheld, and for a delete with no
+    kept child. Both filter in the database (anti-joins); the second returns at most `batch_size` small
+    tuples. The rest of the matched rows are kept for a child."""
     rows = _in_range(step, lo, hi)
-    held = plan.held(step)
     counts = dict.fromkeys(COUNT_KEYS, 0)
+    counts["matched"] = matched
+    held = plan.held(step)
+    going = rows
+    if held is not None:
+        counts["held"] = rows.filter(held).count()
+        going = rows.filter(~plan.held(step))
+    files = []
+    if plan.delete:
+        going = going.filter(*(~part for part in plan.kept_child_parts(step.model, key_range=(lo, hi))))
+        files = step.file_fields
+    targets = list(going.order_by().values_list("pk", *files))
+    outcome = "deleted" if plan.delete else "anonymised"
+    counts[outcome] = len(targets)
+    counts["kept"] = counts["matched"] - counts["held"] - len(targets)
+    return counts, targets
+
+
+def _batch(plan: Plan, step: Step, lo, hi, matched: int, *, dry_run: bool) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Count (and unless dry_run, write) one key range of one step. Returns its counts and the files to remove.
+
+    A dry run stops after the reads; a real run then deletes or anonymises exactly the rows they found
+    going, by key. So the counts agree by construction.
+    """
+    counts, targets = _select(plan, step, lo, hi, matched)
+    if dry_run or not targets:
+        return counts, []
+    keys = [row[0] for row in targets]
+    manager = step.model._base_manager
+    done = 0
+    for chunk in _chunks(keys):
+        if not plan.delete:
+            done += manager.filter(KeysIn(F("pk"), chunk)).filter(step.guard).update(**anonymise_updates(step.decl))
+            continue
+        for child, fk in plan.set_null_children(step.model):
+            if fk.target_field.primary_key:
+                children = child._base_manager.filter(KeysIn(F(fk.attname), chunk))
+            else:
+                children = child._base_manager.filter(**{f"{fk.name}__pk__in": chunk})
+            scope = plan.scope(child)
+            child_held = scope.held(plan.shapes) if scope is not None else None
+            if child_held is not None:
+                # Found unheld a moment ago; should a hold have come since, its row is still not touched
+                # (the parent's delete then fails on the foreign key and the batch rolls back).
+                children = children.filter(~Q(child_held))
+            children.update(**{fk.attname: None})
+        gone = manager.filter(KeysIn(F("pk"), chunk))
+        done += gone._raw_delete(gone.db)
+    outcome = "deleted" if plan.delete else "anonymised"
+    counts["kept"] += counts[outcome] - done if plan.delete else 0
+    counts[outcome] = done
     files: list[tuple[str, str]] = []
-    if not plan.delete:
-        agg = rows.aggregate(matched=Count("pk"), held=Count("pk", filter=held), anonymised=Count("pk", filter=~plan.held(step)))
-        counts.update(matched=agg["matched"], held=agg["held"])
-        if dry_run:
-            counts["anonymised"] = agg["anonymised"]
-        else:
-            counts["anonymised"] = rows.filter(~plan.held(step)).update(**anonymise_updates(step.decl))
-        return counts, files
-
-    kept_child = plan.has_kept_child(step.model)
-    unheld = ~held
-    aggregates = {"matched": Count("pk"), "held": Count("pk", filter=held)}
-    if kept_child is not None:
-        aggregates["kept"] = Count("pk", filter=~plan.held(step) & kept_child)
-        aggregates["deleted"] = Count("pk", filter=~plan.held(step) & ~plan.has_kept_child(step.model))
-    else:
-        aggregates["deleted"] = Count("pk", filter=~plan.held(step))
-    agg = rows.aggregate(**aggregates)
-    counts.update(matched=agg["matched"], held=agg["held"], kept=agg.get("kept", 0))
-    if dry_run:
-        counts["deleted"] = agg["deleted"]
-        return counts, files
-
-    deletable = rows.filter(unheld)
-    if kept_child is not None:
-        deletable = deletable.filter(~plan.has_kept_child(step.model))
-    file_rows = []
-    if step.file_fields:
-        file_rows = list(deletable.values_list("pk", *step.file_fields))
-    for child, fk in plan.set_null_children(step.model):
-        children = child._base_manager.filter(**{f"{fk.name}__in": deletable.values(fk.target_field.attname)})
-        scope = plan.scope(child)
-        if scope is not None:
-            children = children.filter(~Q(scope.held()))
-        children.update(**{fk.attname: None})
-    counts["deleted"] = deletable._raw_delete(deletable.db)
-    if file_rows:
-        survivors = set(step.model._base_manager.filter(pk__in=[r[0] for r in file_rows]).values_list("pk", flat=True))
+    if plan.delete and step.file_fields:
         storages = [step.model._meta.get_field(name).storage for name in _field_names(step)]
-        for row in file_rows:
-            if row[0] in survivors:
-                continue
+        for row in targets:
             files.extend((storage, name) for storage, name in zip(storages, row[1:], strict=True) if name)
     return counts, files
 
@@ -428,7 +530,7 @@ def _advance(plan: Plan, run_id: int, worker: str, *, dry_run: bool) -> tuple[bo
         return False, [], True
     step = plan.steps[index]
     lo = run.position.get("last_key")
-    hi = _range_end(step, lo, run.batch_size)
+    hi, matched = _range_end(step, lo, run.batch_size)
     if hi is None:
         run.position = {**run.position, "step": index + 1, "last_key": None}
         _renew(run, now)
@@ -437,7 +539,8 @@ def _advance(plan: Plan, run_id: int, worker: str, *, dry_run: bool) -> tuple[bo
             return False, [], True
         run.save(update_fields=["position", "heartbeat_at", "lease_expires_at"])
         return False, [], False
-    counts, files = _batch(plan, step, lo, hi, dry_run=dry_run)
+    plan.shapes = selectors.active_hold_shapes()
+    counts, files = _batch(plan, step, lo, hi, matched, dry_run=dry_run)
     totals = run.counts.setdefault(step.label, dict.fromkeys(COUNT_KEYS, 0))
     for key, value in counts.items():
         totals[key] = totals.get(key, 0) + value

@@ -9,11 +9,14 @@ the number of held rows.
 
 from __future__ import annotations
 
+import operator
+from dataclasses import dataclass
 from datetime import datetime
+from functools import reduce
 
 from django.contrib.auth import get_user_model
 from django.db import models
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, ExpressionWrapper, OuterRef, Q
 from django.db.models.functions import Lower
 
 from inventory.models import DataCategory, DataStore
@@ -170,15 +173,35 @@ class HoldScope:
             return Q(models.lookups.Exact(Lower(f"subject__{name}"), Lower(outer(name))))
         return Q(**{f"subject__{name}": outer(name)})
 
-    def held(self) -> Exists:
-        """True for a row (of the query this is used in) that an active hold covers."""
-        subject = Q(subject__isnull=True)
-        if self.path is not None:
-            subject |= Q(subject_id=OuterRef(self.path))
-        by_identifier = self._identifier_match(OuterRef)
-        if by_identifier is not None:
-            subject |= by_identifier
-        return Exists(LegalHold.objects.filter(self._static()).filter(subject))
+    def held(self, shapes: set[HoldShape] | None = None, *, subject=None) -> Exists | None:
+        """True for a row (of the query this is used in) that an active hold covers.
+
+        With `shapes` (see `active_hold_shapes`), the condition keeps only the parts some active hold can
+        satisfy for this model, and is None when no active hold can reach it at all. That keeps the common
+        cases cheap for the database: no hold (no subquery), only subject holds (an equality anti-join it
+        can hash or probe by index), a whole-category hold (a subquery that does not depend on the row).
+        Without `shapes`, the full condition. `subject` is the expression for the row's account id as seen
+        from the hold subquery (default: `OuterRef(<subject path>)`).
+        """
+        whole, by_subject = True, True
+        if shapes is not None:
+            reaching = [s for s in shapes if s.category_id in (None, self.category_id) and s.store_id in (None, self.store_id)]
+            whole = any(not s.has_subject for s in reaching)
+            by_subject = any(s.has_subject for s in reaching)
+        parts = []
+        if whole:
+            parts.append(Q(subject__isnull=True))
+        if by_subject:
+            if subject is not None:
+                parts.append(Q(subject_id=subject))
+            elif self.path is not None:
+                parts.append(Q(subject_id=OuterRef(self.path)))
+            by_identifier = self._identifier_match(OuterRef)
+            if by_identifier is not None:
+                parts.append(by_identifier)
+        if not parts:
+            return None
+        return Exists(LegalHold.objects.filter(self._static()).filter(reduce(operator.or_, parts)))
 
     def rows_of(self, hold: LegalHold) -> Q | None:
         """The rows of this model that `hold` covers, or None when it cannot cover any."""
@@ -199,6 +222,27 @@ class HoldScope:
                 by_identifier = Q(**{f"{name}__{lookup}": value})
                 q = by_identifier if q is None else q | by_identifier
         return q
+
+
+@dataclass(frozen=True)
+class HoldShape:
+    """What one kind of active hold names: its category and store (or None), and whether it names a subject."""
+
+    category_id: int | None
+    store_id: int | None
+    has_subject: bool
+
+
+def active_hold_shapes() -> set[HoldShape]:
+    """The distinct shapes of the active holds: a handful of rows whatever the number of holds (no subject ids)."""
+    rows = (
+        LegalHold.objects.filter(lifted_at__isnull=True)
+        .annotate(_has_subject=ExpressionWrapper(Q(subject__isnull=False), output_field=models.BooleanField()))
+        .values_list("category_id", "store_id", "_has_subject")
+        .order_by()
+        .distinct()
+    )
+    return {HoldShape(*row) for row in rows}
 
 
 def held_q(decl: Declaration) -> Exists:

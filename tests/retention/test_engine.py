@@ -324,3 +324,14 @@ def test_pm_vi_4_another_workers_live_lease_is_respected(make_rule):
     result = purge_run_work(run.pk, worker="me")
     assert result.lease_owner == "other" and result.batches_done == 0
     assert AccessLog.objects.count() == 1
+
+
+def test_pm_vi_4_a_large_batch_is_written_by_key_in_one_statement(make_rule):
+    AccessLog.objects.bulk_create(AccessLog(ip_address="192.0.2.1", created=days_ago(OLD)) for _ in range(3000))
+    run = purge_run_start(rule=make_rule("log-data"), batch_size=3000, enqueue=False)
+    with CaptureQueriesContext(connection) as queries:
+        done = purge_run_work(run.pk, worker="w")
+    assert done.status == PurgeRun.Status.COMPLETED and done.batches_done == 1
+    assert done.counts["chat.AccessLog"]["deleted"] == 3000 and AccessLog.objects.count() == 0
+    deletes = [q["sql"] for q in queries if q["sql"].startswith('DELETE FROM "chat_accesslog"')]
+    assert len(deletes) == 1
