@@ -281,3 +281,26 @@ def purge_run_start(
     except IntegrityError:
         raise ValidationError("This rule already has a run in progress.") from None
     return run
+
+
+def purge_run_cancel(*, run: PurgeRun, actor) -> PurgeRun:
+    """Stop a queued or running run: its worker stops at its next batch without writing; audited.
+
+    Batches already committed stay done (each is complete on its own); a new run starts from scratch.
+    """
+    if not _can(actor, "retention.run_retentionrule"):
+        raise PermissionDenied("Only a DPO can cancel a purge run.")
+    with transaction.atomic():
+        cancelled = PurgeRun.objects.filter(pk=run.pk, status__in=ACTIVE_STATUSES).update(
+            status=PurgeRun.Status.CANCELLED, finished_at=timezone.now(), lease_owner="", lease_expires_at=None
+        )
+        if not cancelled:
+            raise ValidationError("Only a queued or running run can be cancelled.")
+        run.refresh_from_db()
+        audit_record(
+            actor=actor,
+            action="retention.run_cancelled",
+            target=run,
+            details={"rule": run.rule.code, "dry_run": run.dry_run, "batches": run.batches_done, "position": run.position},
+        )
+    return run

@@ -335,3 +335,17 @@ def test_pm_vi_4_a_large_batch_is_written_by_key_in_one_statement(make_rule):
     assert done.counts["chat.AccessLog"]["deleted"] == 3000 and AccessLog.objects.count() == 0
     deletes = [q["sql"] for q in queries if q["sql"].startswith('DELETE FROM "chat_accesslog"')]
     assert len(deletes) == 1
+
+
+def test_pm_vi_4_a_cancelled_run_stops_at_its_next_batch(make_rule):
+    from retention.services import purge_run_cancel
+
+    AccessLog.objects.bulk_create(AccessLog(created=days_ago(OLD)) for _ in range(4))
+    run = purge_run_start(rule=make_rule("log-data"), batch_size=2, enqueue=False)
+    purge_run_work(run.pk, worker="w", max_batches=1)
+    purge_run_cancel(run=run, actor=None)
+    after = purge_run_work(run.pk, worker="w")
+    assert after.status == PurgeRun.Status.CANCELLED and after.batches_done == 1
+    assert AccessLog.objects.count() == 2
+    assert AuditEvent.objects.filter(action="retention.run_cancelled", target_id=str(run.pk)).exists()
+    assert purge_run_start(rule=run.rule, enqueue=False).status == PurgeRun.Status.QUEUED  # a new run may start
