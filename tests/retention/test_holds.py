@@ -207,3 +207,18 @@ def test_pm_vi_3_hold_kept_counts_per_model(register):
     assert "chat.Message" not in by_category and "accounts.User" not in by_category
 
     assert Feedback.objects.count() == 0 and UsageEvent.objects.count() == 0
+
+
+def test_pm_vi_3_the_hold_check_is_an_anti_join_inside_the_batch_query(make_rule):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    user = UserFactory()
+    AccessLogFactory(user=user, created=days_ago(OLD))
+    place(subject=user)
+    run = purge_run_start(rule=make_rule("log-data"), enqueue=False)
+    with CaptureQueriesContext(connection) as queries:
+        purge_run_work(run.pk, worker="w")
+    picks = [q["sql"] for q in queries if q["sql"].startswith('SELECT "chat_accesslog"."id"')]
+    assert picks and all("NOT (EXISTS(SELECT" in sql and '"retention_legalhold"' in sql for sql in picks)
+    assert not any('FROM "retention_legalhold"' in q["sql"] and '"subject_id" AS' in q["sql"] for q in queries)
