@@ -31,6 +31,7 @@ else:
 if DEBUG:
     PSEUDONYM_KEY = env.str("PSEUDONYM_KEY", default="insecure-development-pseudonym-key")
 else:
+    # No default, as for SECRET_KEY: a pseudonym keyed with a value from the repository is no pseudonym.
     PSEUDONYM_KEY = env.str("PSEUDONYM_KEY")
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
