@@ -28,11 +28,8 @@ else:
 # Key of the HMAC that pseudonymises personal fields (stable per subject). A pseudonym made with it is still
 # personal data: whoever holds the key can link it back. Kept apart from SECRET_KEY so rotating that one
 # (which signs everybody out) does not change every pseudonym in the de-identified datasets.
-if DEBUG:
-    PSEUDONYM_KEY = env.str("PSEUDONYM_KEY", default="insecure-development-pseudonym-key")
-else:
-    # No default, as for SECRET_KEY: a pseudonym keyed with a value from the repository is no pseudonym.
-    PSEUDONYM_KEY = env.str("PSEUDONYM_KEY")
+# No production default, as for SECRET_KEY: a pseudonym keyed with a value from the repository is none.
+PSEUDONYM_KEY = env.str("PSEUDONYM_KEY", default="insecure-development-pseudonym-key" if DEBUG else env.NOTSET)
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
