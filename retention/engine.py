@@ -167,7 +167,8 @@ class Plan:
         self.rule = run.rule
         self.delete = self.rule.action == RetentionRule.Action.DELETE
         self._scopes: dict[type[models.Model], selectors.HoldScope | None] = {}
-        self.shapes: set[selectors.HoldShape] = set()
+        # None means "every kind of hold": forgetting to read the active shapes costs speed, never a hold.
+        self.shapes: set[selectors.HoldShape] | None = None
         self.steps: list[Step] = []
         for index, label in enumerate(labels):
             try:
