@@ -4,15 +4,16 @@ Design
 - A run walks a *plan*: the models the rule governs (selectors.rule_models), children before parents in
   the order their foreign keys give. The plan's labels are stored on the run when it is created, with the
   cutoff, so a resumed run walks exactly the same models against exactly the same moment.
-- Each step walks its table in key ranges. The range's upper key is the `batch_size`-th expired row after
-  the last key reached (`pk > last ORDER BY pk LIMIT n`; the same query counts the range's expired rows).
-  Two reads then classify the range: how many of its expired rows are held, and the keys of the rows to
-  go: `last < pk <= upper AND expired AND NOT held AND no kept child`, each condition a NOT EXISTS the
-  database turns into an anti-join, with child subqueries bounded to the range's parents. The rows to
-  go are deleted (`_raw_delete`, one DELETE by key) or anonymised (one UPDATE by key with the registry's
-  strategies, privacyops.privacy.strategies.anonymise_updates). Nothing larger than a batch of keys (and,
-  for file-bearing models, their file names) is ever held in Python, and the collector
-  (`QuerySet.delete()`) is never used.
+- Each step walks its table in keyset batches: ONE read picks the batch, the first `batch_size` expired
+  rows after the last key reached (`pk > last ORDER BY pk LIMIT n`), and marks each row held or going
+  (unheld and, for a delete, with no kept child), each condition an EXISTS / NOT EXISTS the database
+  evaluates by index for those rows only; the batch's last key is where the run stands afterwards. The
+  ORM builds that query once per step and hold shapes (every value a bound parameter; the lower key
+  changes per batch). The rows to go are deleted (`_raw_delete`, one DELETE by key) or anonymised (one
+  UPDATE by key with the registry's strategies, privacyops.privacy.strategies.anonymise_updates). Nothing
+  larger than one batch's rows (key, the two marks and, for file-bearing models, file names) is ever held
+  in Python, and the collector (`QuerySet.delete()`) is never used. On PostgreSQL a batch's transaction runs
+  without JIT (see `_tune_transaction`).
 - Each batch is one transaction that also writes the run's progress (position, counts, batches done),
   renews the lease and appends one audit event. A batch that fails rolls back alone; the run is marked
   failed with the error. A worker that dies loses at most its uncommitted batch: the next worker to take
@@ -29,8 +30,8 @@ Invariants
   whenever it exists, whatever its on_delete. For SET_NULL children (a feedback's message) only a held
   child keeps the parent; the others have their link nulled in the same transaction as the parent's
   delete (a held row is never changed, not even by a set-null).
-- Dry run and real run share the reads: a dry run stops after them, a real run writes exactly the rows
-  they picked. So a dry run's counts equal a real run's on the same data by
+- Dry run and real run share the read: a dry run stops after it, a real run writes exactly the rows
+  it marked going. So a dry run's counts equal a real run's on the same data by
   construction. (Children are walked first, so when a parent is reached only kept children remain, and
   "no kept child" is what both evaluate.) A dry run writes nothing but its own PurgeRun row.
 - Anonymise touches only rows not yet anonymised (`anonymised_at IS NULL` where the model has the column,
@@ -58,7 +59,7 @@ from functools import reduce
 from django.apps import apps
 from django.conf import settings
 from django.db import connections, models, router, transaction
-from django.db.models import Exists, F, OuterRef, Q, Value
+from django.db.models import Exists, ExpressionWrapper, F, OuterRef, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -170,6 +171,7 @@ class Plan:
         # None means "every kind of hold": forgetting to read the active shapes costs speed, never a hold.
         self.shapes: set[selectors.HoldShape] | None = None
         self.steps: list[Step] = []
+        self.batch_queries: dict[tuple, tuple[str, list]] = {}  # see _batch_query
         for index, label in enumerate(labels):
             try:
                 decl = registry.get(apps.get_model(label))
@@ -244,7 +246,8 @@ class Plan:
             rows = child._base_manager.filter(**{fk.attname: OuterRef(fk.target_field.attname)})
             if key_range is not None and fk.target_field.primary_key:
                 lo, hi = key_range
-                rows = rows.filter(**{f"{fk.attname}__lte": hi})
+                if hi is not None:
+                    rows = rows.filter(**{f"{fk.attname}__lte": hi})
                 if lo is not None:
                     rows = rows.filter(**{f"{fk.attname}__gt": lo})
             child_anchor = self._child_anchor(model, anchor, child, fk)
@@ -278,26 +281,58 @@ def plan_labels(rule: RetentionRule) -> list[str]:
 # --- One batch -------------------------------------------------------------------------------------------
 
 
-def _range_end(step: Step, last_key, batch_size: int) -> tuple[object, int]:
-    """The key of the `batch_size`-th expired row after `last_key` (or of the last one; None when none is
-    left), and how many expired rows the range `last_key < pk <= that key` holds."""
+class _LowerKey(models.Expression):
+    """The batch's lower key in a query compiled once per step: it compiles to a parameter that is a marker,
+    which `_batch_rows` replaces by the key of each batch."""
+
+    MARK = object()
+
+    def as_sql(self, compiler, connection):
+        return "%s", [self.MARK]
+
+
+def _batch_query(plan: Plan, step: Step, first: bool, batch_size: int) -> tuple[str, list]:
+    """The SQL of `_batch_rows` for `step`, compiled by the ORM once per (step, hold shapes, first batch or not)."""
+    cache_key = (step.index, frozenset(plan.shapes) if plan.shapes is not None else None, first, batch_size)
+    if cache_key in plan.batch_queries:
+        return plan.batch_queries[cache_key]
+    lo = None if first else _LowerKey(output_field=step.model._meta.pk)
     qs = step.model._base_manager.filter(step.expired, step.guard)
-    if last_key is not None:
-        qs = qs.filter(pk__gt=last_key)
-    inner = qs.order_by("pk").values(_k=F("pk"))[:batch_size]
-    # MAX over the limited subquery: the planner runs the keyset scan and stops after `batch_size` rows
-    # (`pk IN (subquery)` may scan the table instead). `sql` is the ORM's own compiled query; every value
-    # in it is a bound parameter.
-    sql, params = inner.query.sql_with_params()
-    with connections[qs.db].cursor() as cursor:
-        cursor.execute(f"SELECT MAX(_k), COUNT(*) FROM ({sql}) AS batch", params)  # noqa: S608
-        row = cursor.fetchone()
-    return (row[0], row[1]) if row else (None, 0)
+    if lo is not None:
+        qs = qs.filter(pk__gt=lo)
+    held = plan.held(step)
+    going = ~plan.held(step) if held is not None else Q()
+    if plan.delete:
+        for part in plan.kept_child_parts(step.model, key_range=(lo, None)):
+            going &= ~Q(part)
+    flags = {
+        "_held": ExpressionWrapper(held, output_field=models.BooleanField()) if held is not None else Value(False),
+        "_going": ExpressionWrapper(going, output_field=models.BooleanField()) if going else Value(True),
+    }
+    files = step.file_fields if plan.delete else []
+    rows = qs.order_by("pk").annotate(**flags).values_list("pk", "_held", "_going", *files)[:batch_size]
+    plan.batch_queries[cache_key] = compiled = rows.query.sql_with_params()
+    return compiled
 
 
-def _in_range(step: Step, lo, hi):
-    qs = step.model._base_manager.filter(pk__lte=hi).filter(step.expired, step.guard)
-    return qs.filter(pk__gt=lo) if lo is not None else qs
+def _batch_rows(plan: Plan, step: Step, lo, batch_size: int) -> list[tuple]:
+    """The batch: the first `batch_size` expired rows after key `lo`, in key order, each as (key, held, going,
+    *file names). One query, shared by dry and real runs.
+
+    `held` and `going` (unheld and, for a delete, with no kept child) are computed in the same query, as
+    EXISTS / NOT EXISTS against the active holds and the children. Driven by `pk > lo ORDER BY pk LIMIT n`,
+    the database walks the primary key and stops after `batch_size` rows, probing parents (a message's
+    conversation, for its subject), holds and children by index for those rows only; a range form
+    (`lo < pk <= hi`) lets the planner hash whole parent tables instead, every batch.
+
+    The ORM builds the query (the registry's predicates, the hold check for the current hold shapes) once
+    per step; each batch runs it with its own lower key. Every value in it is a bound parameter.
+    """
+    sql, params = _batch_query(plan, step, lo is None, batch_size)
+    params = [lo if param is _LowerKey.MARK else param for param in params]
+    with connections[router.db_for_read(step.model)].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 # Keys per write statement. A batch is written in one statement up to this size (SQLite takes 32766
@@ -311,8 +346,10 @@ def _chunks(keys: list, size: int = WRITE_CHUNK):
 
 
 class KeysIn(models.Lookup):
-    """`column IN (keys)`, written `column = ANY(%s)` with the keys as ONE array parameter on PostgreSQL:
-    a 5,000-item IN list costs more to parse and plan than the write it restricts."""
+    """`column IN (keys)`, written `column = ANY(%s::<type>[])` on PostgreSQL with the keys as ONE parameter:
+    a 5,000-item IN list costs more to parse and plan than the write it restricts. Integer keys travel as
+    one array literal (`{1,2,3}`): the driver's client-side binding would otherwise quote every element of
+    a list one by one in Python, which costs more than the statement itself."""
 
     lookup_name = "retention_keys_in"
     prepare_rhs = False
@@ -326,40 +363,26 @@ class KeysIn(models.Lookup):
 
     def as_postgresql(self, compiler, connection):
         lhs, params = self.process_lhs(compiler, connection)
-        return f"{lhs} = ANY(%s)", (*params, list(self.rhs))
+        keys = list(self.rhs)
+        if all(type(key) is int for key in keys):
+            array_type = self.lhs.output_field.cast_db_type(connection)
+            return f"{lhs} = ANY(%s::{array_type}[])", (*params, "{" + ",".join(map(str, keys)) + "}")
+        return f"{lhs} = ANY(%s)", (*params, keys)
 
 
-def _select(plan: Plan, step: Step, lo, hi, matched: int) -> tuple[dict[str, int], list[tuple]]:
-    """The reads of a batch, shared by dry and real runs: how many of the range's `matched` expired rows
-    are held, and the keys (with file names, for a delete) of those to go: unheld, and for a delete with no
-    kept child. Both filter in the database (anti-joins); the second returns at most `batch_size` small
-    tuples. The rest of the matched rows are kept for a child."""
-    rows = _in_range(step, lo, hi)
-    counts = dict.fromkeys(COUNT_KEYS, 0)
-    counts["matched"] = matched
-    held = plan.held(step)
-    going = rows
-    if held is not None:
-        counts["held"] = rows.filter(held).count()
-        going = rows.filter(~plan.held(step))
-    files = []
-    if plan.delete:
-        going = going.filter(*(~part for part in plan.kept_child_parts(step.model, key_range=(lo, hi))))
-        files = step.file_fields
-    targets = list(going.order_by().values_list("pk", *files))
+def _batch(plan: Plan, step: Step, rows: list[tuple], *, dry_run: bool) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Count (and unless dry_run, write) one batch of one step. Returns its counts and the files to remove.
+
+    `rows` come from `_batch_rows`. A dry run stops after counting them; a real run then deletes or
+    anonymises exactly the rows they mark going, by key. So the counts agree by construction.
+    """
     outcome = "deleted" if plan.delete else "anonymised"
+    targets = [row for row in rows if row[2]]
+    counts = dict.fromkeys(COUNT_KEYS, 0)
+    counts["matched"] = len(rows)
+    counts["held"] = sum(1 for row in rows if row[1])
     counts[outcome] = len(targets)
     counts["kept"] = counts["matched"] - counts["held"] - len(targets)
-    return counts, targets
-
-
-def _batch(plan: Plan, step: Step, lo, hi, matched: int, *, dry_run: bool) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """Count (and unless dry_run, write) one key range of one step. Returns its counts and the files to remove.
-
-    A dry run stops after the reads; a real run then deletes or anonymises exactly the rows they found
-    going, by key. So the counts agree by construction.
-    """
-    counts, targets = _select(plan, step, lo, hi, matched)
     if dry_run or not targets:
         return counts, []
     keys = [row[0] for row in targets]
@@ -383,14 +406,13 @@ def _batch(plan: Plan, step: Step, lo, hi, matched: int, *, dry_run: bool) -> tu
             children.update(**{fk.attname: None})
         gone = manager.filter(KeysIn(F("pk"), chunk))
         done += gone._raw_delete(gone.db)
-    outcome = "deleted" if plan.delete else "anonymised"
     counts["kept"] += counts[outcome] - done if plan.delete else 0
     counts[outcome] = done
     files: list[tuple[str, str]] = []
     if plan.delete and step.file_fields:
         storages = [step.model._meta.get_field(name).storage for name in _field_names(step)]
         for row in targets:
-            files.extend((storage, name) for storage, name in zip(storages, row[1:], strict=True) if name)
+            files.extend((storage, name) for storage, name in zip(storages, row[3:], strict=True) if name)
     return counts, files
 
 
@@ -531,8 +553,9 @@ def _advance(plan: Plan, run_id: int, worker: str, *, dry_run: bool) -> tuple[bo
         return False, [], True
     step = plan.steps[index]
     lo = run.position.get("last_key")
-    hi, matched = _range_end(step, lo, run.batch_size)
-    if hi is None:
+    plan.shapes = selectors.active_hold_shapes()
+    rows = _batch_rows(plan, step, lo, run.batch_size)
+    if not rows:
         run.position = {**run.position, "step": index + 1, "last_key": None}
         _renew(run, now)
         if index + 1 >= len(plan.steps):
@@ -540,8 +563,8 @@ def _advance(plan: Plan, run_id: int, worker: str, *, dry_run: bool) -> tuple[bo
             return False, [], True
         run.save(update_fields=["position", "heartbeat_at", "lease_expires_at"])
         return False, [], False
-    plan.shapes = selectors.active_hold_shapes()
-    counts, files = _batch(plan, step, lo, hi, matched, dry_run=dry_run)
+    hi = rows[-1][0]
+    counts, files = _batch(plan, step, rows, dry_run=dry_run)
     totals = run.counts.setdefault(step.label, dict.fromkeys(COUNT_KEYS, 0))
     for key, value in counts.items():
         totals[key] = totals.get(key, 0) + value
@@ -557,6 +580,18 @@ def _advance(plan: Plan, run_id: int, worker: str, *, dry_run: bool) -> tuple[bo
             details={"rule": run.rule.code, "model": step.label, "from_key": lo, "to_key": hi, "counts": counts},
         )
     return True, files, False
+
+
+def _tune_transaction(using: str) -> None:
+    """PostgreSQL: no JIT compilation in a batch's transaction (`SET LOCAL`, so it ends with the transaction).
+
+    A batch's read walks a few thousand rows by index, but its cost estimate (the whole table's, scaled by
+    the LIMIT) passes `jit_above_cost`, and compiling would take about twice as long as the query runs.
+    """
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL jit = off")
 
 
 def purge_run_work(run_id: int, *, worker: str, max_seconds: float | None = None, max_batches: int | None = None) -> PurgeRun:
@@ -580,6 +615,7 @@ def purge_run_work(run_id: int, *, worker: str, max_seconds: float | None = None
     while True:
         try:
             with transaction.atomic(using=using):
+                _tune_transaction(using)
                 did_batch, files, finished = _advance(plan, run_id, worker, dry_run=run.dry_run)
                 if files:
                     transaction.on_commit(lambda files=files: _remove_files(files), using=using)
