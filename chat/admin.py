@@ -22,7 +22,7 @@ from django.contrib import admin
 from django.utils.html import format_html
 
 from accounts.models import User
-from privacyops.admin_utils import EstimatedCountPaginator
+from privacyops.admin_utils import EstimatedCountPaginator, ReadOnlyAdminMixin
 
 from . import models
 
@@ -31,7 +31,7 @@ def _email_user_ids(term: str):
     return User.objects.filter(email=term.strip().lower()).values("pk")
 
 
-class ChatDataAdmin(admin.ModelAdmin):
+class ChatDataAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only pages over one chat table, searched by the subject's exact email."""
 
     user_path = "user"  # the lookup from this model to its subject
@@ -42,15 +42,6 @@ class ChatDataAdmin(admin.ModelAdmin):
     paginator = EstimatedCountPaginator
     ordering = ["-pk"]  # newest first through the primary key; a sort on `created` would read the whole table
     search_help_text = "The subject's exact email address."
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_search_fields(self, request):
         return [f"{self.user_path}__email"]  # shows the search box; get_search_results decides the query

@@ -17,7 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from .admin_utils import EstimatedCountPaginator
+from .admin_utils import EstimatedCountPaginator, ReadOnlyAdminMixin
 from .audit import audit_anchors_verify, audit_chain_verify, audit_distinct_values
 from .models import AuditEvent
 
@@ -43,7 +43,7 @@ class ActorFilter(_IndexedValueFilter):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["occurred_at", "actor_label", "action", "target", "subject_ref", "short_hash"]
     list_display_links = ["occurred_at"]
     list_filter = [ActionFilter, ActorFilter, "occurred_at"]
@@ -67,15 +67,6 @@ class AuditEventAdmin(admin.ModelAdmin):
     ]
     readonly_fields = fields
     change_list_template = "privacyops/auditevent_change_list.html"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="target")
     def target(self, obj):

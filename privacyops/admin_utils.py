@@ -53,3 +53,20 @@ class EstimatedCountPaginator(Paginator):
             if estimate is not None and estimate > self.estimate_above:
                 return estimate
         return queryset.order_by()[: self.count_cap].count()
+
+
+class ReadOnlyAdminMixin:
+    """A workbench page that shows rows and never writes them: the audit trail, chat data, purge runs.
+
+    Their rows change only through services (append-only chains, erasure, the purge engine), so the admin
+    offers no add, change or delete whatever the user's permissions say.
+    """
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

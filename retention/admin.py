@@ -25,6 +25,8 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from privacyops.admin_utils import ReadOnlyAdminMixin
+
 from . import selectors, services
 from .models import LegalHold, PurgeRun, RetentionRule
 from .record import rule_summary
@@ -463,7 +465,7 @@ def run_progress(run: PurgeRun) -> tuple[int, int]:
 
 
 @admin.register(PurgeRun)
-class PurgeRunAdmin(admin.ModelAdmin):
+class PurgeRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("__str__", "rule", "dry_run", "status_badge", "started_at", "finished_at", "progress", "totals")
     list_filter = ("status", "dry_run", "rule")
     list_select_related = ("rule",)
@@ -489,15 +491,6 @@ class PurgeRunAdmin(admin.ModelAdmin):
     )
     readonly_fields = fields
     change_form_template = "admin/retention/purgerun/change_form.html"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj):
