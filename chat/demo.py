@@ -19,6 +19,7 @@ Design and invariants:
 
 from __future__ import annotations
 
+import abc
 import datetime as dt
 import hashlib
 import json
@@ -806,11 +807,12 @@ def chunks(spec: DemoSpec, *, chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
 # --- Writing ---------------------------------------------------------------------------------------------
 
 
-class _Writer:
+class _Writer(abc.ABC):
     """Writes one chunk's rows table by table, turning chunk positions into database ids."""
 
+    @abc.abstractmethod
     def insert(self, model, columns: list[str], rows: list[tuple]) -> list[int]:
-        raise NotImplementedError
+        """Insert `rows` (values for `columns`) into `model`'s table; return their ids in order."""
 
     def write(self, chunk: Chunk) -> None:
         ids: dict[type, list[int]] = {}

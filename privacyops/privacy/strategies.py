@@ -32,7 +32,7 @@ import hmac
 import ipaddress
 
 from django.conf import settings
-from django.db import models
+from django.db import NotSupportedError, models
 from django.db.backends.signals import connection_created
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Now, Substr, TruncDay
@@ -99,9 +99,6 @@ class GeneraliseIP(models.Func):
 
     output_field = models.GenericIPAddressField()
 
-    def __init__(self, expression, **extra):
-        super().__init__(expression, **extra)
-
     def as_postgresql(self, compiler, connection, **extra_context):
         column, params = compiler.compile(self.source_expressions[0])
         sql = (
@@ -119,7 +116,9 @@ class GeneraliseIP(models.Func):
         return f"{_SQLITE_IP_FUNCTION}({column})", params
 
     def as_sql(self, compiler, connection, **extra_context):
-        raise NotImplementedError(f"GeneraliseIP has no SQL for {connection.vendor}.")
+        # Only the two databases the project supports have the SQL; anything else must fail loudly rather
+        # than leave the full address in a row that is called anonymised.
+        raise NotSupportedError(f"Generalising IP addresses in the database is not available on {connection.vendor}.")
 
 
 # --- Per-field values -----------------------------------------------------------------------------

@@ -8,7 +8,8 @@ import datetime
 import ipaddress
 
 import pytest
-from django.db import connection
+from django.db import NotSupportedError, connection
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
 from chat import models as chat
@@ -22,6 +23,7 @@ from privacyops.privacy import (
     pseudonym,
     registry,
 )
+from privacyops.privacy.strategies import GeneraliseIP
 from tests.factories.accounts import UserFactory
 from tests.factories.chat import AccessLogFactory, FeedbackFactory, SupportMessageFactory, UsageEventFactory
 
@@ -238,3 +240,11 @@ def test_pm_ii_5_pseudonyms_depend_on_the_key(settings):
 )
 def test_pm_i_5_generalise_ip(value, expected):
     assert generalise_ip(value) == expected
+
+
+def test_pm_i_5_generalising_ip_on_a_database_without_its_sql_fails_loudly():
+    # PostgreSQL and SQLite have their own SQL (as_postgresql / as_sqlite); Django falls back to as_sql on
+    # any other backend, which must refuse rather than leave a full address in an "anonymised" row.
+    compiler = chat.AccessLog.objects.all().query.get_compiler(connection=connection)
+    with pytest.raises(NotSupportedError, match=f"not available on {connection.vendor}"):
+        GeneraliseIP(F("ip_address")).as_sql(compiler, connection)
