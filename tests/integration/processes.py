@@ -1,9 +1,15 @@
 """Helpers for tests that start other processes (a worker, a management command) on the test database."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from django.conf import settings
 from django.db import connection
 
 
@@ -20,3 +26,88 @@ def subprocess_database_url() -> str:
         credentials += ":" + quote(db["PASSWORD"], safe="")
     host = f"{credentials}@" if credentials else ""
     return f"postgres://{host}{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def worker_env(tmp_path, *, database_url: str | None = None, redis_url: str = "", **extra: str) -> dict:
+    """The environment of a worker subprocess on the test database: tasks really queued, no eager mode.
+
+    Without `redis_url` the worker uses the embedded filesystem broker. `extra` adds or overrides variables.
+    """
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("CELERY_", "PYTEST_"))}
+    env.pop("REDIS_URL", None)
+    env.update(
+        DJANGO_SETTINGS_MODULE="privacyops.settings",
+        DATABASE_URL=database_url or subprocess_database_url(),
+        CELERY_TASK_ALWAYS_EAGER="false",
+        DEBUG="true",
+        SECRET_KEY="worker-test-secret-key-not-for-production",
+        EMAIL_URL="consolemail://",
+        AUDIT_ANCHOR_LOG=str(tmp_path / "worker-anchors.log"),
+        **extra,
+    )
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    return env
+
+
+def celery_worker_argv(queue: str) -> list[str]:
+    """`celery worker` on one queue of the test's own, one process, quiet about other workers."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "privacyops",
+        "worker",
+        "--queues",
+        queue,
+        "--concurrency",
+        "1",
+        "--hostname",
+        f"{queue}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        "INFO",
+    ]
+
+
+class CeleryWorker:
+    """A worker subprocess in a session of its own (SIGKILL of its group reaches the pool child too)."""
+
+    def __init__(self, argv: list[str], *, env: dict, queue: str, log: Path):
+        self.env, self.queue, self.log = env, queue, log
+        self._log_file = open(log, "w")  # noqa: SIM115 -- closed in stop()
+        self.process = subprocess.Popen(
+            argv, env=env, cwd=settings.BASE_DIR, stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"the worker exited with {self.process.returncode}:\n{self.output()}")
+            if " ready." in self.output():
+                return
+            time.sleep(0.2)
+        self.stop()
+        pytest.fail(f"the worker was not ready within {timeout}s:\n{self.output()}")
+
+    def kill(self) -> None:
+        """What a crash or the OOM killer does: no warm shutdown, no acknowledgement."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()  # warm shutdown: finish the current task, then exit
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        if not self._log_file.closed:
+            self._log_file.close()

@@ -18,13 +18,11 @@ other worker on the same broker (a developer's script/server) can take part.
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 import uuid
 from contextlib import contextmanager
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -38,7 +36,7 @@ from privacyops.celery import app
 from retention.models import PurgeRun, RetentionRule
 from retention.services import purge_run_start
 from retention.tasks import purge_run_continue, resume_stalled_runs
-from tests.integration.processes import subprocess_database_url
+from tests.integration.processes import CeleryWorker, subprocess_database_url, worker_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker, pytest.mark.slow]
 
@@ -61,57 +59,21 @@ app.worker_main(["worker", "--queues", queue, "--concurrency", "1", "--hostname"
 
 
 def _env(tmp_path, database_url: str) -> dict:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("CELERY_", "PYTEST_"))}
-    env.update(
-        DJANGO_SETTINGS_MODULE="privacyops.settings",
-        DATABASE_URL=database_url,
-        REDIS_URL=settings.REDIS_URL,
-        CELERY_TASK_ALWAYS_EAGER="false",
-        DEBUG="true",
-        SECRET_KEY="worker-test-secret-key-not-for-production",
-        EMAIL_URL="consolemail://",
-        AUDIT_ANCHOR_LOG=str(tmp_path / "worker-anchors.log"),
+    return worker_env(
+        tmp_path,
+        database_url=database_url,
+        redis_url=settings.REDIS_URL,
         RETENTION_LEASE_SECONDS=str(LEASE_SECONDS),
         RETENTION_TASK_SECONDS=str(TASK_SECONDS),
     )
-    return env
 
 
-class Worker:
-    def __init__(self, env: dict, queue: str, log: Path):
-        self.log = log
-        self._log_file = open(log, "w")  # noqa: SIM115 -- closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", _WORKER, queue],
-            env=env,
-            cwd=settings.BASE_DIR,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: SIGKILL reaches the pool child too
-        )
-        deadline = time.monotonic() + 60
-        while " ready." not in self.output():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"the worker did not start:\n{self.output()}")
-            time.sleep(0.2)
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def kill(self):
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        self._log_file.close()
+def _start_worker(tmp_path, queue: str, name: str) -> CeleryWorker:
+    worker = CeleryWorker(
+        [sys.executable, "-c", _WORKER, queue], env=_env(tmp_path, subprocess_database_url()), queue=queue, log=tmp_path / name
+    )
+    worker.wait_ready()
+    return worker
 
 
 @contextmanager
@@ -187,10 +149,10 @@ def test_pm_vi_4_killed_worker_run_resumes_and_equals_an_uninterrupted_run(trans
 
     reference = f"{connection.settings_dict['NAME']}_killref_{os.getpid()}"
     queue = f"test-{uuid.uuid4().hex[:12]}"
-    workers: list[Worker] = []
+    workers: list[CeleryWorker] = []
     _copy_database(reference)
     try:
-        workers.append(Worker(_env(tmp_path, subprocess_database_url()), queue, tmp_path / "worker-1.log"))
+        workers.append(_start_worker(tmp_path, queue, "worker-1.log"))
         run = purge_run_start(rule=RetentionRule.objects.get(code=RULE), batch_size=BATCH, enqueue=False)
         with _through_broker():
             purge_run_continue.apply_async((run.pk,), queue=queue)
@@ -204,7 +166,7 @@ def test_pm_vi_4_killed_worker_run_resumes_and_equals_an_uninterrupted_run(trans
         assert not killed.is_finished, "the run finished before the kill: give the test more rows or smaller batches"
         assert killed.lease_owner, "the killed worker held the lease"
 
-        workers.append(Worker(_env(tmp_path, subprocess_database_url()), queue, tmp_path / "worker-2.log"))
+        workers.append(_start_worker(tmp_path, queue, "worker-2.log"))
         while not _run(run.pk).is_finished:
             assert time.monotonic() < deadline, f"the run did not finish within {TIMEOUT}s:\n{workers[1].output()}"
             with _through_broker():

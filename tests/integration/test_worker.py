@@ -6,8 +6,6 @@ worker writes the test can poll for. Each test sends to a queue of its own so th
 the same broker (a developer's script/server, another test run) can take the message.
 """
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,78 +19,10 @@ from privacyops.audit import audit_record
 from privacyops.celery import app
 from privacyops.models import AuditEvent
 from privacyops.tasks import audit_anchor_head
-from tests.integration.processes import subprocess_database_url
+from tests.integration.processes import CeleryWorker, celery_worker_argv, worker_env
 
 TASK = "privacyops.tasks.audit_anchor_head"
 TIMEOUT = 60
-
-
-def _worker_env(tmp_path, *, redis_url: str) -> dict:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("CELERY_", "PYTEST_"))}
-    env.pop("REDIS_URL", None)
-    env.update(
-        DJANGO_SETTINGS_MODULE="privacyops.settings",
-        DATABASE_URL=subprocess_database_url(),
-        CELERY_TASK_ALWAYS_EAGER="false",
-        DEBUG="true",
-        SECRET_KEY="worker-test-secret-key-not-for-production",
-        EMAIL_URL="consolemail://",
-        AUDIT_ANCHOR_LOG=str(tmp_path / "worker-anchors.log"),
-    )
-    if redis_url:
-        env["REDIS_URL"] = redis_url
-    return env
-
-
-class Worker:
-    def __init__(self, env: dict, queue: str, log: Path):
-        self.env, self.queue, self.log = env, queue, log
-        command = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "privacyops",
-            "worker",
-            "--queues",
-            queue,
-            "--concurrency",
-            "1",
-            "--hostname",
-            f"{queue}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "INFO",
-        ]
-        self._log_file = open(log, "w")  # noqa: SIM115 -- closed in stop()
-        self.process = subprocess.Popen(
-            command, env=env, cwd=settings.BASE_DIR, stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def wait_ready(self):
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"the worker exited with {self.process.returncode}:\n{self.output()}")
-            if " ready." in self.output():
-                return
-            time.sleep(0.2)
-        pytest.fail(f"the worker was not ready within {TIMEOUT}s:\n{self.output()}")
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()  # warm shutdown: finish the current task, then exit
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                # Our own session: its pool children go with it.
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        self._log_file.close()
 
 
 @pytest.fixture
@@ -100,9 +30,10 @@ def start_worker(transactional_db, tmp_path):
     """Start a worker on the given broker, on a fresh queue; teardown stops it before the db is flushed."""
     workers = []
 
-    def start(*, redis_url: str) -> Worker:
+    def start(*, redis_url: str) -> CeleryWorker:
         queue = f"test-{uuid.uuid4().hex[:12]}"
-        worker = Worker(_worker_env(tmp_path, redis_url=redis_url), queue, tmp_path / f"{queue}.log")
+        env = worker_env(tmp_path, redis_url=redis_url)
+        worker = CeleryWorker(celery_worker_argv(queue), env=env, queue=queue, log=tmp_path / f"{queue}.log")
         workers.append(worker)
         worker.wait_ready()
         return worker
@@ -113,7 +44,7 @@ def start_worker(transactional_db, tmp_path):
         _forget_queue(worker)
 
 
-def _forget_queue(worker: Worker):
+def _forget_queue(worker: CeleryWorker):
     """Leave no trace of the one-off queue on the shared broker."""
     if worker.env.get("REDIS_URL"):
         import redis
@@ -125,7 +56,7 @@ def _forget_queue(worker: Worker):
         (Path(settings.VAR_DIR) / "broker" / "control" / f"{worker.queue}.exchange").unlink(missing_ok=True)
 
 
-def _wait_for_anchor_event(worker: Worker) -> AuditEvent:
+def _wait_for_anchor_event(worker: CeleryWorker) -> AuditEvent:
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
         event = AuditEvent.objects.filter(action="audit.head_anchored").first()
@@ -137,7 +68,7 @@ def _wait_for_anchor_event(worker: Worker) -> AuditEvent:
     pytest.fail(f"no audit.head_anchored event within {TIMEOUT}s; worker output:\n{worker.output()}")
 
 
-def _assert_anchored(worker: Worker, event: AuditEvent, head: AuditEvent):
+def _assert_anchored(worker: CeleryWorker, event: AuditEvent, head: AuditEvent):
     assert event.details["head_id"] == head.pk and event.details["head_hash"] == head.hash
     assert event.actor_label == AuditEvent.SYSTEM_ACTOR
     anchors = Path(worker.env["AUDIT_ANCHOR_LOG"]).read_text().splitlines()
