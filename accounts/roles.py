@@ -43,6 +43,9 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "chat.*",
         # Retention rules (confirm, preview, run), legal holds (place, lift), purge runs.
         "retention.*",
+        # Consent purposes, notices, cookies, policy versions (publish), restrictions, API keys; the ledger
+        # only through the service (add = record on a subject's documented instruction; never change).
+        "consents.*",
         # Staff groups, and the permissions table the group screen lists.
         "auth.*",
         # Schedules of the periodic jobs (django-celery-beat keeps them in the database).
@@ -65,6 +68,14 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         # Legal holds, retention rules and purge runs: read only (NEVER below forbids lifting holds and
         # changing or confirming rules).
         "retention.view_*",
+        # The consent ledger and proofs; recording a consent or a restriction on a subject's documented
+        # instruction (the service requires the instruction's reference). Not publishing policy versions,
+        # not API keys.
+        "consents.view_*",
+        "consents.add_consentevent",
+        "consents.add_processingrestriction",
+        "consents.change_processingrestriction",
+        "consents.lift_processingrestriction",
         # Later: work rights requests (requests.view_*, add_*, change_* ...). Never the NEVER list below.
     ),
     ROLE_AUDITOR: (
@@ -76,6 +87,8 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "privacyops.verify_auditevent",
         # Legal holds, retention rules and purge runs.
         "retention.view_*",
+        # The consent ledger, receipts and proofs, policy versions and acceptances.
+        "consents.view_*",
         # Later: view rights requests.
     ),
     ROLE_SUPPORT_AGENT: (
@@ -96,6 +109,10 @@ NEVER: dict[str, tuple[str, ...]] = {
         "retention.change_retentionrule",
         "retention.delete_retentionrule",
         "requests.approve_erasure",
+        "consents.publish_policyversion",
+        "consents.add_apikey",
+        "consents.change_apikey",
+        "consents.delete_apikey",
         "auth.*",
         "accounts.add_*",
         "accounts.change_*",
@@ -113,7 +130,7 @@ NEVER: dict[str, tuple[str, ...]] = {
         "accounts.*",
         "auth.*",
     ),
-    ROLE_SUPPORT_AGENT: ("chat.*", "inventory.*", "privacyops.*", "accounts.*", "auth.*", "retention.*"),
+    ROLE_SUPPORT_AGENT: ("chat.*", "inventory.*", "privacyops.*", "accounts.*", "auth.*", "retention.*", "consents.*"),
 }
 
 

@@ -5,6 +5,7 @@ them: embedded (no DATABASE_URL / REDIS_URL: a SQLite file and a filesystem brok
 only Python runs the whole system) and production (PostgreSQL and Redis).
 """
 
+import datetime
 import os
 from pathlib import Path
 
@@ -61,6 +62,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # No non-essential cookie leaves without consent; the choice cookie only after a choice (PM-III-6).
+    "consents.middleware.CookieConsentMiddleware",
+    # Use after a policy version's effective date is recorded as acceptance (PM-X-3).
+    "consents.policy_middleware.PolicyAcceptanceMiddleware",
 ]
 
 ROOT_URLCONF = "privacyops.urls"
@@ -76,6 +81,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "privacyops.context_processors.controller",
+                "consents.context_processors.cookie_consent",
+                "consents.policy_middleware.policy_notice",
             ],
         },
     },
@@ -229,6 +236,16 @@ PERIODIC_TASKS = {
         "schedule": crontab(minute=30, hour=2),
         "options": {"queue": "purges"},
     },
+    "consents: expire consents past their lifetime": {
+        "task": "consents.tasks.expire_due_consents",
+        "schedule": crontab(minute=15, hour=3),
+        "options": {"queue": "default"},
+    },
+    "consents: send policy-change notices": {
+        "task": "consents.tasks.send_policy_notices",
+        "schedule": crontab(minute="*/10"),
+        "options": {"queue": "default"},
+    },
     "retention: resume runs whose worker stopped": {
         "task": "retention.tasks.resume_stalled_runs",
         "schedule": crontab(),  # every minute: resuming is driven by the database, not by broker redelivery
@@ -243,6 +260,23 @@ PERIODIC_TASKS = {
 RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=5000)
 RETENTION_LEASE_SECONDS = env.int("RETENTION_LEASE_SECONDS", default=120)
 RETENTION_TASK_SECONDS = env.int("RETENTION_TASK_SECONDS", default=60)
+
+# --- Consents, cookies and policy versions ----------------------------------------------------------
+# Where the published privacy policy lives (consent receipts and notices link to it).
+POLICY_URL = env.str("POLICY_URL", default="https://chat.qwen.ai/legal-agreement/privacy-policy")
+# Sign-up refuses anyone younger (PM-VIII-1: the service is not for under-18s).
+SIGNUP_MINIMUM_AGE = env.int("SIGNUP_MINIMUM_AGE", default=18)
+# A policy version taking effect sooner than this many days after publication needs a recorded reason.
+POLICY_NOTICE_DAYS = env.int("POLICY_NOTICE_DAYS", default=30)
+# Accounts e-mailed per batch (one transaction each) when a policy version is published.
+POLICY_NOTICE_BATCH_SIZE = env.int("POLICY_NOTICE_BATCH_SIZE", default=500)
+# How long a cached answer of the consent check lives; a change invalidates it at once anyway.
+CONSENT_CACHE_SECONDS = env.int("CONSENT_CACHE_SECONDS", default=300)
+# A consent recorded by a client may carry an effective time at most this far ahead of our clock.
+CONSENT_CLOCK_SKEW = datetime.timedelta(seconds=60)
+# The one cookie that remembers the banner choice (necessary, PM-III-2), and how long it lasts.
+CONSENT_COOKIE_NAME = "privacyops_choice"
+CONSENT_COOKIE_AGE = datetime.timedelta(days=365)
 
 # --- django-import-export -------------------------------------------------------------------------
 # Its defaults let every staff user import and export and leave formulae live in spreadsheets.

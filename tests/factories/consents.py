@@ -1,0 +1,51 @@
+"""Factories for the consents app (the `seeded` fixture loads the real purposes, notices and cookies)."""
+
+import datetime
+
+import factory
+
+from consents.models import ConsentNotice, ConsentPurpose, CookieInventory, PolicyVersion
+from tests.factories.inventory import PurposeFactory
+
+
+class ConsentPurposeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ConsentPurpose
+        django_get_or_create = ("code",)
+
+    code = factory.Sequence(lambda n: f"consent-purpose-{n}")
+    name = factory.LazyAttribute(lambda o: o.code.replace("-", " ").capitalize())
+    description = "What we do with your data if you agree."
+    purpose = factory.SubFactory(PurposeFactory)
+    consequences = "Nothing else stops working."
+
+
+class ConsentNoticeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ConsentNotice
+
+    purpose = factory.SubFactory(ConsentPurposeFactory)
+    version = factory.Sequence(lambda n: f"{n + 1}")
+    language = "en"
+    text = factory.LazyAttribute(lambda o: f"May we use your data for {o.purpose.name.lower()}? (v{o.version})")
+
+
+class CookieFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = CookieInventory
+
+    name = factory.Sequence(lambda n: f"cookie_{n}")
+    category = factory.SubFactory(ConsentPurposeFactory, cookie_category="analytics")
+    duration = "1 year"
+    description = "Counts visits."
+
+
+class PolicyVersionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PolicyVersion
+
+    label = factory.Sequence(lambda n: f"2025-04-{n % 28 + 1:02d}-{n}")
+    last_updated = factory.Faker("date_object")
+    effective_at = factory.Faker("past_datetime", tzinfo=datetime.UTC)
+    summary = "What changed."
+    text = "# Privacy policy"
