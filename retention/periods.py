@@ -8,6 +8,8 @@ once is a mistake, not a policy.
 Years and months are calendar units: the cutoff for P1M on 31 March is the last day of February (the day
 clamps to the month's end), P1Y on 29 February 2024 is 28 February 2023. Weeks, days and the time part are
 fixed lengths subtracted after the calendar part, in UTC, so a daylight-saving change never moves a cutoff.
+`add_period` goes the other way (when something that lasts a period from a moment ends) with the same
+clamping: P1M from 31 January ends on the last day of February.
 """
 
 from __future__ import annotations
@@ -88,6 +90,30 @@ def subtract_months(moment: datetime, months: int) -> datetime:
         raise ValidationError("The period reaches back before year 1.", code="period_too_long")
     day = min(moment.day, calendar.monthrange(year, month)[1])
     return moment.replace(year=year, month=month, day=day)
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """`moment` moved forward by calendar months; the day clamps to the target month's last day."""
+    index = moment.year * 12 + (moment.month - 1) + months
+    year, month = divmod(index, 12)
+    month += 1
+    if year > 9999:
+        raise ValidationError("The period reaches past year 9999.", code="period_too_long")
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+def add_period(moment: datetime, period: str | Period) -> datetime:
+    """The moment a period that starts at `moment` ends: calendar part first (clamped like `cutoff`), then
+    the fixed part, in UTC. Used where something lasts for a period from a start, e.g. a consent's lifetime."""
+    parsed = parse_period(period) if isinstance(period, str) else period
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    end = add_months(moment, parsed.years * 12 + parsed.months)
+    try:
+        return end + parsed.fixed
+    except OverflowError:
+        raise ValidationError("The period reaches past year 9999.", code="period_too_long") from None
 
 
 def cutoff(now: datetime, period: str | Period) -> datetime:
