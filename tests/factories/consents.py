@@ -49,3 +49,10 @@ class PolicyVersionFactory(factory.django.DjangoModelFactory):
     effective_at = factory.Faker("past_datetime", tzinfo=datetime.UTC)
     summary = "What changed."
     text = "# Privacy policy"
+
+
+def purpose_with_notice(code: str, *, text: str | None = None, **kwargs) -> ConsentPurpose:
+    """A consent purpose with its English notice v1 (what banner, portal and sign-up events point at)."""
+    purpose = ConsentPurposeFactory(code=code, **kwargs)
+    ConsentNoticeFactory(purpose=purpose, version="1", text=text or f"May we use your data for {purpose.name.lower()}?")
+    return purpose
