@@ -191,6 +191,7 @@ privacy.register(
     created="sent_at",
     fields={
         "version": Field(C, Erase.DELETE, "The policy version we told you about"),
+        "status": Field(C, Erase.DELETE, "Whether the e-mail went out or you saw the notice in the service"),
         "sent_at": Field(C, Erase.DELETE, "When we told you"),
         "acknowledged_at": Field(C, Erase.DELETE, "When you acknowledged it"),
     },
