@@ -55,6 +55,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so it sees every Set-Cookie (session, CSRF) on the way out: no non-essential cookie leaves
+    # without consent, and nothing at all on a first anonymous visit (PM-III-6).
+    "consents.middleware.CookieConsentMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -62,8 +65,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # No non-essential cookie leaves without consent; the choice cookie only after a choice (PM-III-6).
-    "consents.middleware.CookieConsentMiddleware",
     # Use after a policy version's effective date is recorded as acceptance (PM-X-3).
     "consents.policy_middleware.PolicyAcceptanceMiddleware",
 ]
@@ -110,7 +111,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
-LOGIN_URL = "admin:login"
+# Subjects sign in on the public side; the workbench keeps the admin's own sign-in page.
+LOGIN_URL = "web:signin"
+LOGIN_REDIRECT_URL = "web:my-consents"
+LOGOUT_REDIRECT_URL = "web:overview"
+# Flash messages live in the session: a `messages` cookie is not in the cookie inventory.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
