@@ -185,10 +185,12 @@ def consent_record(
         actor_label = actor.get_username()
 
     with transaction.atomic():
+        chain = chain_lock(principal)
         linked_ref = None
         if principal.visitor_id is not None:
+            # Read under the visitor's chain lock: visitor_link takes it before it creates the link, so a link
+            # made by a transaction that committed while we waited is seen here (READ COMMITTED).
             linked_ref = VisitorLink.objects.filter(visitor_id=principal.visitor_id).values_list("subject_ref", flat=True).first()
-        chain = chain_lock(principal)
         event = ConsentEvent(
             chain=chain,
             seq=chain.length + 1,
