@@ -35,6 +35,7 @@ from . import cookies
 from .forms import SignupForm
 from .ledger import notice_current
 from .models import ConsentEvent, ConsentPurpose, ConsentState, CookieInventory, VisitorLink
+from .receipts import receipt_for, receipts_for
 
 SIGNIN_URL = "web:signin"
 # When this service's support for the GPC signal (and so /.well-known/gpc.json) last changed.
@@ -234,8 +235,6 @@ def _receipt_response(payload: dict, filename: str) -> HttpResponse:
 @require_GET
 def receipt_download(request, receipt_id):
     """One consent receipt (Kantara CR v1.1) of the signed-in subject."""
-    from .receipts import receipt_for
-
     event = get_object_or_404(_own_events(request.user), receipt_id=receipt_id)
     return _receipt_response(receipt_for(event), f"consent-receipt-{event.receipt_id}.json")
 
@@ -243,11 +242,8 @@ def receipt_download(request, receipt_id):
 @login_required(login_url=SIGNIN_URL)
 @require_GET
 def receipts_download(request):
-    """Every consent receipt of the signed-in subject, oldest first."""
-    from .receipts import receipt_for
-
-    events = _own_events(request.user).order_by("effective_at", "id")
-    return _receipt_response({"receipts": [receipt_for(event) for event in events]}, "consent-receipts.json")
+    """Every consent receipt of the signed-in subject (with the browsers linked to the account), oldest first."""
+    return _receipt_response({"receipts": receipts_for(subject_ref=request.user.subject_ref)}, "consent-receipts.json")
 
 
 # --- Sign-up, sign-in ----------------------------------------------------------------------------
