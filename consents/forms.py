@@ -20,6 +20,7 @@ from privacyops.audit import audit_record
 
 from .ledger import consent_record, notice_current
 from .models import ConsentEvent, ConsentNotice, ConsentPurpose, PolicyVersion
+from .policy import policy_accept
 
 MARKETING_PURPOSE = "marketing-communications"
 
@@ -137,8 +138,6 @@ class SignupForm(forms.Form):
     def save(self, *, ip: str | None = None, user_agent: str | None = None, language: str = "en") -> User:
         """Create the account, record the acceptance of the policy in force (PM-0-1) and the marketing choice
         (PM-II-2; unticked is a refusal), all or nothing."""
-        from .policy import policy_accept  # the policy-versions module (PM-0-1)
-
         data = self.cleaned_data
         with transaction.atomic():
             user = User.objects.create_user(

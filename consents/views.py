@@ -35,6 +35,7 @@ from . import cookies
 from .forms import SignupForm
 from .ledger import notice_current
 from .models import ConsentEvent, ConsentPurpose, ConsentState, CookieInventory, VisitorLink
+from .policy import policy_version_in_force
 from .receipts import receipt_for, receipts_for
 
 SIGNIN_URL = "web:signin"
@@ -64,8 +65,6 @@ def _with_language(url: str, language: str) -> str:
 @require_GET
 def overview(request):
     """The public privacy overview: the policy in force, who to contact, the cookie choices (PM-0-1, PM-XI-1)."""
-    from .policy import policy_version_in_force
-
     return render(request, "consents/overview.html", {"policy": policy_version_in_force(), "policy_url": settings.POLICY_URL})
 
 
@@ -251,8 +250,6 @@ def receipts_download(request):
 
 def signup(request):
     """PM-0-1, PM-II-2, PM-VIII-1: a plain sign-up that records what the policy needs."""
-    from .policy import policy_version_in_force
-
     if request.user.is_authenticated:
         return redirect("web:my-consents")
     language = cookies.consent_language(request)
