@@ -169,7 +169,9 @@ def restriction_lift(*, actor, restriction: ProcessingRestriction, reason: str) 
     if not (reason or "").strip():
         raise ValidationError({"reason": "Say why the restriction or objection ends."})
     with transaction.atomic():
-        restriction = ProcessingRestriction.objects.select_for_update().select_related("purpose").get(pk=restriction.pk)
+        restriction = (
+            ProcessingRestriction.objects.select_for_update(of=("self",)).select_related("purpose").get(pk=restriction.pk)
+        )
         if restriction.lifted_at is not None:
             raise ValidationError("This restriction or objection has already been lifted.")
         restriction.lifted_at = timezone.now()
