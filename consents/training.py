@@ -3,26 +3,29 @@
 Why this shape:
 - One gate per subject. Each account is asked `is_processing_allowed(subject, "model-improvement")` at the
   moment its content is read, so a restriction, an objection or a withdrawn consent (where the subject's
-  jurisdiction makes the purpose consent-based) keeps it out of every run that starts after the change. Before
-  that, cheaper local rules exclude accounts the purpose does not cover: staff, closed or deactivated accounts,
-  and people under the service's minimum age. A legal hold does not exclude: it stops deletion, not use.
-  Content without a subject (feedback that retention has anonymised) cannot be checked, so it never leaves.
+  jurisdiction makes the purpose consent-based) keeps it out of every run that starts after the change.
+  Before that, local rules leave out accounts the purpose does not cover: staff (the register names account
+  holders), closed or deactivated accounts (the person has left; what we keep of them is kept for other
+  purposes), and people under the service's minimum age, whose content never trains a model; content an
+  adult wrote before reaching that age stays out too. A legal hold does not exclude: it stops deletion, not
+  use. Content without a subject (feedback that retention anonymised) cannot be checked, so it never leaves.
 - De-identified, not anonymous. The subject becomes a keyed pseudonym scoped to the run (a fresh random run
   id), so two datasets cannot be joined on their tokens, while the DPO, who holds the key and finds the run
   id in the audit trail, can still find one person's rows in a delivered file (`training_subject_token`)
-  when they object or ask for erasure later. Conversations and messages get run-scoped tokens too. Content is
-  redacted of e-mail addresses, phone numbers and the account's own name and e-mail; a third person named in
-  free text is unknown to us and stays. Times are cut to the UTC day; the order of turns is kept as an index.
-  What is never read at all cannot leak: no IP, device, log or usage data, no account fields other than the
-  name and e-mail used for redaction, no attachments, no conversation titles, no feedback snapshots (a
-  snapshot would bring back messages the subject has since deleted).
+  when they object or ask for erasure later. Conversations and messages get run-scoped tokens too. Content
+  is redacted of e-mail addresses, phone numbers and the account's own name, e-mail and reference; a third
+  person named in free text is unknown to us and stays. Times are cut to the UTC day; the order of turns is
+  kept as an index. What is never read cannot leak: no IP, device, log or usage data, no account field but
+  those used for redaction, no attachments, no conversation titles, no feedback snapshots (a snapshot would
+  bring back messages the subject has since deleted).
 - Bounded memory and queries. Subjects are read in keyset batches by primary key; each batch's messages and
   feedback are streamed with `iterator(chunk_size=...)`. The number of queries grows with the number of
   subject batches and the decision checks, never with the number of messages.
 - No half files. Records go to a temporary file beside `out_path` (same directory, so the final rename is
-  atomic); only a complete, fsynced file is renamed into place, inside the transaction that writes the run's
-  audit event. A killed or failed run leaves the previous file (if any) untouched and no new one.
-  Call it outside a transaction (the command and the task do): the audit event must commit with the rename.
+  atomic; created private to the server's user); only a complete, fsynced file is renamed into place, inside
+  the transaction that writes the run's audit event. A killed or failed run leaves the previous file (if
+  any) untouched and no new one. Call it outside a transaction (the command and the task do): the audit
+  event must commit with the rename.
 """
 
 from __future__ import annotations
@@ -86,7 +89,10 @@ class TrainingDatasetError(ValueError):
 # both parts; the top-level domain must be letters, which keeps "v1.2@3.4" style text out.
 _AT = r"(?:@|\s?[\[(]\s?at\s?[\])]\s?)"
 _DOT = r"(?:\.|\s?[\[(]\s?dot\s?[\])]\s?)"
-_EMAIL = re.compile(rf"[\w.!#$%&'*+/=?^`{{|}}~-]+{_AT}(?:[\w-]+{_DOT})+[^\W\d_]{{2,63}}(?![\w-])", re.IGNORECASE)
+_LOCAL = r"[\w.!#$%&'*+/=?^`{|}~-]"
+# The local part starts only where a run of its characters starts: a long run without "@" is scanned once,
+# not once per starting position.
+_EMAIL = re.compile(rf"(?<!{_LOCAL}){_LOCAL}+{_AT}(?:[\w-]+{_DOT})+[^\W\d_]{{2,63}}(?![\w-])", re.IGNORECASE)
 
 # A run of digits that could be a phone number: an optional "+", groups of digits (one of them may be in
 # parentheses, "(555) 123-4567", "+44 (0)20 7946 0958") joined by one separator each (space, dot, dash,

@@ -11,6 +11,7 @@ import datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
+from consents.decisions import DecisionError
 from consents.training import DEFAULT_BATCH_SIZE, TrainingDatasetError, training_dataset_build
 
 
@@ -45,6 +46,8 @@ class Command(BaseCommand):
             run = training_dataset_build(out_path=out, actor=None, since=since_day, until=until_day, batch_size=batch_size)
         except TrainingDatasetError as exc:
             raise CommandError(str(exc)) from exc
+        except DecisionError as exc:  # the register lacks the purpose: nothing was written
+            raise CommandError(f"{exc} Load the register first (manage.py loadpolicy).") from exc
         except OSError as exc:
             raise CommandError(f"Could not write {out}: {exc.strerror or exc}") from exc
 
