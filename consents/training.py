@@ -1,14 +1,15 @@
 """The de-identified model-improvement dataset (PM-II-5): the one path by which user content leaves for training.
 
 Why this shape:
-- One gate per subject. Each account is asked `is_processing_allowed(subject, "model-improvement")` at the
-  moment its content is read, so a restriction, an objection or a withdrawn consent (where the subject's
-  jurisdiction makes the purpose consent-based) keeps it out of every run that starts after the change.
-  Before that, local rules leave out accounts the purpose does not cover: staff (the register names account
-  holders), closed or deactivated accounts (the person has left; what we keep of them is kept for other
-  purposes), and people under the service's minimum age, whose content never trains a model; content an
-  adult wrote before reaching that age stays out too. A legal hold does not exclude: it stops deletion, not
-  use. Content without a subject (feedback that retention anonymised) cannot be checked, so it never leaves.
+- One gate per subject. Each account is asked `is_processing_allowed(subject, "model-improvement")` (in its
+  batch form, `is_processing_allowed_many`: the same rules) just before its content is read, so a restriction,
+  an objection or a withdrawn consent (where the subject's jurisdiction makes the purpose consent-based) keeps
+  it out of every run that starts after the change. Before that, local rules leave out accounts the purpose
+  does not cover: staff (the register names account holders), closed or deactivated accounts (the person has
+  left; what we keep of them is kept for other purposes), and people under the service's minimum age, whose
+  content never trains a model; content an adult wrote before reaching that age stays out too. A legal hold
+  does not exclude: it stops deletion, not use. Content without a subject (feedback that retention anonymised)
+  cannot be checked, so it never leaves.
 - De-identified, not anonymous. The subject becomes a keyed pseudonym scoped to the run (a fresh random run
   id), so two datasets cannot be joined on their tokens, while the DPO, who holds the key and finds the run
   id in the audit trail, can still find one person's rows in a delivered file (`training_subject_token`)
@@ -55,7 +56,7 @@ from privacyops.audit import audit_record
 from privacyops.privacy.registry import RegistryError
 from privacyops.privacy.strategies import pseudonym
 
-from .decisions import is_processing_allowed
+from .decisions import DecisionError, is_processing_allowed_many
 
 PURPOSE = "model-improvement"
 AUDIT_ACTION = "training.dataset_built"
@@ -365,8 +366,8 @@ def _adult_from(date_of_birth: datetime.date | None) -> datetime.date | None:
     return date_of_birth.replace(year=year)
 
 
-def _exclusion(user, *, today: datetime.date) -> str | None:
-    """Why an account is out of the dataset, or None when the decision function is to be asked."""
+def _local_exclusion(user, *, today: datetime.date) -> str | None:
+    """Why the purpose does not cover an account at all, before anyone's choices are read."""
     if user.is_staff:
         return "staff_account"
     if user.closed_at is not None:
@@ -376,10 +377,25 @@ def _exclusion(user, *, today: datetime.date) -> str | None:
     adult = _adult_from(user.date_of_birth)
     if adult is not None and adult > today:
         return "under_minimum_age"
-    decision = is_processing_allowed(user, PURPOSE)
-    if decision:
-        return None
-    return "restricted_or_objected" if decision.restricted else "not_allowed"
+    return None
+
+
+def _exclusions(users: list, *, today: datetime.date) -> dict[int, str | None]:
+    """pk -> why the account is out of the dataset, or None when it is in (PM-II-5, PM-IX-5).
+
+    The accounts that pass the local rules are asked together through `is_processing_allowed_many`, the
+    batch form of `is_processing_allowed` (the same rules; one read of the subjects and one cache round trip
+    per batch). A question the register cannot answer (no model-improvement purpose) stops the run.
+    """
+    reasons = {user.pk: _local_exclusion(user, today=today) for user in users}
+    asked = [user for user in users if reasons[user.pk] is None]
+    answers = is_processing_allowed_many([(user, PURPOSE) for user in asked]) if asked else []
+    for user, decision in zip(asked, answers, strict=True):
+        if isinstance(decision, DecisionError):
+            raise decision
+        if not decision:
+            reasons[user.pk] = "restricted_or_objected" if decision.restricted else "not_allowed"
+    return reasons
 
 
 class _Writer:
@@ -522,9 +538,10 @@ def training_dataset_build(*, out_path, actor=None, since=None, until=None, batc
             writer = _Writer(fh)
             for batch in _subject_batches(since=since_at, until=until_at, batch_size=batch_size):
                 allowed = {}
+                reasons = _exclusions(batch, today=today)
                 for user in batch:
                     run.subjects_considered += 1
-                    reason = _exclusion(user, today=today)
+                    reason = reasons[user.pk]
                     if reason:
                         run.subjects_excluded[reason] += 1
                         continue

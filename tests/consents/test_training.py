@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from chat.models import Feedback, Message
 from consents import tasks, training
+from consents.decisions import is_processing_allowed
 from consents.ledger import consent_record
 from consents.models import ConsentEvent, ProcessingRestriction
 from consents.services import restriction_lift, restriction_place
@@ -144,26 +145,43 @@ def test_pm_ii_5_where_the_purpose_rests_on_consent_only_a_current_consent_lets_
 
 
 @with_register
-def test_pm_ii_5_every_subject_is_asked_through_is_processing_allowed(tmp_path, monkeypatch):
+def test_pm_ii_5_every_subject_is_asked_through_the_decision_function(tmp_path, monkeypatch):
     asked = []
     yes, no = UserFactory(), UserFactory()
     speak(yes, "in")
     speak(no, "out")
-    real = training.is_processing_allowed
+    real = training.is_processing_allowed_many
 
-    def recording(subject, purpose, *, at=None):
-        asked.append((subject.pk, purpose))
-        decision = real(subject, purpose, at=at)
-        if subject == no:
-            return dataclasses.replace(decision, allowed=False, restricted=False)
-        return decision
+    def recording(checks, *, at=None):
+        checks = list(checks)
+        asked.extend((subject.pk, purpose) for subject, purpose in checks)
+        answers = real(checks, at=at)
+        return [
+            dataclasses.replace(d, allowed=False, restricted=False) if subject == no else d
+            for (subject, _), d in zip(checks, answers, strict=True)
+        ]
 
-    monkeypatch.setattr(training, "is_processing_allowed", recording)
+    monkeypatch.setattr(training, "is_processing_allowed_many", recording)
     run, out = build(tmp_path)
 
     assert sorted(asked) == sorted([(yes.pk, "model-improvement"), (no.pk, "model-improvement")])
     assert [r["content"] for r in records(out)] == ["in"]
     assert run.subjects_excluded["not_allowed"] == 1
+
+
+@with_register
+def test_pm_ii_5_the_batch_answers_agree_with_is_processing_allowed(tmp_path):
+    """The run asks in batches; each answer is the one `is_processing_allowed` gives for that subject."""
+    users = [UserFactory(country=c) for c in ("SG", "FR", "CN", "US", "GB")]
+    restrict(users[1], kind="objection")
+    restrict(users[3], purpose=None)
+    for user in users:
+        speak(user, f"message of {user.country}")
+
+    _, out = build(tmp_path, batch_size=2)
+
+    expected = {f"message of {u.country}" for u in users if is_processing_allowed(u, "model-improvement")}
+    assert {r["content"] for r in records(out)} == expected == {"message of SG", "message of CN", "message of GB"}
 
 
 @with_register
@@ -536,7 +554,7 @@ def test_pm_ii_5_queries_do_not_grow_with_the_number_of_messages(tmp_path):
     many = _queries(tmp_path, "many.jsonl")
 
     assert many == few
-    assert few <= 12 * len(subjects) + 12  # the decision per subject, a handful per batch and per run
+    assert few <= 4 * len(subjects) + 15  # the decision's reads per subject, a handful per batch and per run
 
 
 @with_register
