@@ -2,12 +2,13 @@
 
 Shown to users who may view the ledger. The tile must stay cheap however large the ledger grows, so:
 - recent events are counted among the newest LEDGER_WINDOW events only (a backward walk of the primary
-  key, never a scan of the table); more than that in seven days shows as "10000+";
+  key, never a scan of the table); a busier week shows as "10000+";
 - expiries are read from `ConsentState` through its (purpose, action, effective_at) index: one range per
-  purpose that has a lifetime, all in one query. A "given" state is due when its effective time plus the
-  purpose's lifetime has passed (the expiry task writes an "expired" event then); rows already past it
+  purpose that has a lifetime, all in one query. A "given" state is due once its effective time plus the
+  purpose's lifetime has passed (the expiry task then writes an "expired" event); states already past it
   mean the task is behind;
-- restrictions and the policy version are small tables.
+- restrictions are a small table; the policy version comes from `consents.policy`'s selectors, and the
+  accounts still to be notified of it are counted up to NOTICE_CAP.
 A fixed number of queries, whatever the size of the ledger.
 """
 
@@ -23,12 +24,14 @@ from django.utils import timezone
 from privacyops.dashboard import Flag, Tile, register_tile
 from retention.periods import cutoff
 
+from . import policy
 from .models import ConsentEvent, ConsentPurpose, ConsentState, PolicyNoticeDelivery, PolicyVersion, ProcessingRestriction
 
 ORDER = 40  # before retention's purges: consents change daily
 RECENT_DAYS = 7
 EXPIRY_DAYS = 30
 LEDGER_WINDOW = 10_000  # newest events looked at for the recent counts
+NOTICE_CAP = 10_000  # accounts still to notify are counted up to this many
 
 
 def recent_event_counts(*, now: datetime.datetime, window: int = LEDGER_WINDOW) -> tuple[dict[str, int], int, bool]:
@@ -57,7 +60,8 @@ def expiry_counts(*, now: datetime.datetime) -> tuple[int, int]:
     """(consents that expire in the next EXPIRY_DAYS, consents already past their lifetime), from ConsentState."""
     soon = Q(pk__in=[])
     overdue = Q(pk__in=[])
-    for pk, lifetime in ConsentPurpose.objects.exclude(lifetime="").values_list("pk", "lifetime"):
+    purposes = ConsentPurpose.objects.filter(is_necessary=False).exclude(lifetime="")  # as the expiry task reads them
+    for pk, lifetime in purposes.values_list("pk", "lifetime"):
         try:
             due_now = cutoff(now, lifetime)
             due_later = cutoff(now + datetime.timedelta(days=EXPIRY_DAYS), lifetime)
@@ -79,39 +83,54 @@ def active_restriction_counts(*, now: datetime.datetime) -> dict[str, int]:
     return {kind: counts.get(kind, 0) for kind in ProcessingRestriction.Kind.values}
 
 
+def _version_url(version: PolicyVersion) -> str:
+    return reverse("admin:consents_policyversion_change", args=[version.pk])
+
+
 def _policy_flags(*, now: datetime.datetime) -> list[Flag]:
-    """The version in force, and for the newest published version how far its notices have gone (PM-X-2)."""
-    url = reverse("admin:consents_policyversion_changelist")
-    published = PolicyVersion.objects.filter(published_at__isnull=False)
-    in_force = published.filter(effective_at__lte=now).order_by("-effective_at").first()
-    newest = published.order_by("-effective_at").first()
+    """The version in force, the next one, and how far the newest one's notices have gone (PM-X-1, PM-X-2).
+
+    The first published version replaces nothing and sends no notice; later ones notify every account holder.
+    """
+    in_force = policy.policy_version_in_force(at=now)
+    upcoming = policy.policy_version_upcoming(at=now)
     flags = []
     if in_force is None:
-        flags.append(Flag("no published policy version in force", None, url, "red"))
+        flags.append(
+            Flag("no published policy version in force", None, reverse("admin:consents_policyversion_changelist"), "red")
+        )
     else:
         flags.append(
             Flag(
-                f"policy in force: {in_force.label}",
+                f"policy in force: {in_force.label} (last updated {in_force.last_updated:%Y-%m-%d})",
                 None,
-                reverse("admin:consents_policyversion_change", args=[in_force.pk]),
+                _version_url(in_force),
                 "ok",
             )
         )
-    if newest is not None and newest != in_force:
-        flags.append(
-            Flag(
-                f"policy {newest.label} takes effect {timezone.localtime(newest.effective_at):%Y-%m-%d}",
-                None,
-                reverse("admin:consents_policyversion_change", args=[newest.pk]),
-                "info",
-            )
-        )
-    if newest is not None:
-        sent = PolicyNoticeDelivery.objects.filter(version=newest).count()
-        if newest.notice_sent_at:
-            flags.append(Flag(f"notices of {newest.label} sent", sent, "", "ok"))
-        else:
-            flags.append(Flag(f"notices of {newest.label} sent so far (still sending)", sent, "", "info"))
+    if upcoming is not None:
+        when = timezone.localtime(upcoming.effective_at)
+        flags.append(Flag(f"policy {upcoming.label} takes effect {when:%Y-%m-%d}", None, _version_url(upcoming), "info"))
+    newest = upcoming or in_force
+    if newest is None or policy.policy_version_previous(newest) is None:
+        return flags
+    Status = PolicyNoticeDelivery.Status
+    by_status = dict(PolicyNoticeDelivery.objects.filter(version=newest).order_by().values_list("status").annotate(n=Count("pk")))
+    sent = by_status.pop(Status.SENT, 0) + by_status.pop(Status.IN_SERVICE, 0)
+    failed = by_status.pop(Status.FAILED, 0)
+    in_flight = sum(by_status.values())  # claimed by a notice run, not yet confirmed sent
+    remaining = policy.policy_notice_recipients(version=newest).order_by()[:NOTICE_CAP].count()
+    url = _version_url(newest)
+    flags.append(Flag(f"accounts notified of {newest.label}", sent, url, "ok" if not (remaining or in_flight) else "info"))
+    if remaining:
+        late = newest == in_force  # already in force while account holders are still to be told
+        label = f"accounts still to notify of {newest.label}" + (" (already in force)" if late else "")
+        label += " (at least)" if remaining >= NOTICE_CAP else ""
+        flags.append(Flag(label, remaining, url, "amber" if late else "info"))
+    if in_flight:
+        flags.append(Flag(f"notices of {newest.label} being sent or unconfirmed", in_flight, url, "info"))
+    if failed:
+        flags.append(Flag(f"notices of {newest.label} that failed", failed, url, "amber"))
     return flags
 
 
