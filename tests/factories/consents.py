@@ -4,7 +4,7 @@ import datetime
 
 import factory
 
-from consents.models import ConsentNotice, ConsentPurpose, CookieInventory, PolicyVersion
+from consents.models import ConsentNotice, ConsentPurpose, CookieInventory, PolicyVersion, ProcessingRestriction
 from tests.factories.inventory import PurposeFactory
 
 
@@ -56,3 +56,25 @@ def purpose_with_notice(code: str, *, text: str | None = None, **kwargs) -> Cons
     purpose = ConsentPurposeFactory(code=code, **kwargs)
     ConsentNoticeFactory(purpose=purpose, version="1", text=text or f"May we use your data for {purpose.name.lower()}?")
     return purpose
+
+
+class ProcessingRestrictionFactory(factory.django.DjangoModelFactory):
+    """A restriction or objection written directly, with any `starts_at`, `ends_at` or `lifted_at` (tests of the
+    decision; the service is consents.services.restriction_place). Bumps the subject's chain version as the
+    service does, so no cached decision survives it."""
+
+    class Meta:
+        model = ProcessingRestriction
+        skip_postgeneration_save = True
+
+    subject = factory.SubFactory("tests.factories.accounts.UserFactory", password=None)
+    purpose = None
+    kind = ProcessingRestriction.Kind.RESTRICTION
+    reason = "The subject asked us to."
+
+    @factory.post_generation
+    def _invalidate(obj, create, extracted, **kwargs):
+        if create:
+            from consents.ledger import chain_version_bump
+
+            chain_version_bump(subject_ref=obj.subject.subject_ref)
