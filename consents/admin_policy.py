@@ -326,13 +326,13 @@ class DeliveryStateFilter(admin.SimpleListFilter):
     def lookups(self, request, model_admin):
         return [
             *Status.choices,
-            ("unconfirmed", f"Unconfirmed (claimed more than {int(CLAIM_STALE_AFTER.total_seconds() // 3600)} h ago)"),
+            ("unconfirmed", f"Unconfirmed (sending for more than {int(CLAIM_STALE_AFTER.total_seconds() // 3600)} h)"),
         ]
 
     def queryset(self, request, queryset):
         value = self.value()
         if value == "unconfirmed":
-            return queryset.filter(status=Status.CLAIMED, sent_at__lt=timezone.now() - CLAIM_STALE_AFTER)
+            return queryset.filter(status=Status.SENDING, sent_at__lt=timezone.now() - CLAIM_STALE_AFTER)
         if value in Status.values:
             return queryset.filter(status=value)
         return queryset
@@ -358,10 +358,11 @@ class PolicyNoticeDeliveryAdmin(SubjectRefSearchMixin, ReadOnlyAdminMixin, admin
 
     @admin.display(description="state", ordering="status")
     def state(self, obj):
-        if obj.status == Status.CLAIMED:
-            if obj.sent_at < timezone.now() - CLAIM_STALE_AFTER:
-                return badge("unconfirmed: check the mail log", "red")
-            return badge("being sent", "info")
+        stale = obj.sent_at < timezone.now() - CLAIM_STALE_AFTER
+        if obj.status == Status.SENDING:
+            return badge("unconfirmed: check the mail log", "red") if stale else badge("being sent", "info")
+        if obj.status == Status.QUEUED:
+            return badge("queued again (its run stopped)", "amber") if stale else badge("queued", "info")
         severity = {Status.SENT: "ok", Status.IN_SERVICE: "ok", Status.FAILED: "red"}[obj.status]
         return badge(obj.get_status_display(), severity)
 
@@ -371,7 +372,7 @@ class PolicyNoticeDeliveryAdmin(SubjectRefSearchMixin, ReadOnlyAdminMixin, admin
     @admin.action(description="Send again (unconfirmed or failed notices only)", permissions=["publish"])
     def send_again(self, request, queryset):
         done = 0
-        for delivery in queryset.filter(status__in=[Status.CLAIMED, Status.FAILED]):
+        for delivery in queryset.filter(status__in=[Status.SENDING, Status.FAILED]):
             try:
                 policy_notice_resend(actor=request.user, delivery=delivery)
             except Exception as exc:  # the mail server: report, keep going with the others
@@ -383,7 +384,7 @@ class PolicyNoticeDeliveryAdmin(SubjectRefSearchMixin, ReadOnlyAdminMixin, admin
     @admin.action(description="Mark as sent (the mail log shows they went out)", permissions=["publish"])
     def mark_sent(self, request, queryset):
         done = 0
-        for delivery in queryset.filter(status=Status.CLAIMED):
+        for delivery in queryset.filter(status=Status.SENDING):
             policy_notice_confirm(actor=request.user, delivery=delivery)
             done += 1
         messages.success(request, f"{done} notice(s) marked as sent.")

@@ -494,12 +494,13 @@ class PolicyAcceptance(models.Model):
 class PolicyNoticeDelivery(models.Model):
     """One notice of one policy version sent to one account (PM-X-2): the unique row makes 'never twice' hold.
 
-    The notice run claims a row (`claimed`) in a committed transaction before it sends, and marks it `sent`
-    after; a row still `claimed` after a crash is unconfirmed and never sent again automatically (see
-    `consents.notices`)."""
+    The notice run claims rows (`queued`) in a committed transaction, marks each `sending` just before its
+    e-mail goes and `sent` right after; a row left `sending` by a crash is unconfirmed and never sent again
+    automatically (see `consents.notices`)."""
 
     class Status(models.TextChoices):
-        CLAIMED = "claimed", "Claimed (being sent; unconfirmed if it stays so)"
+        QUEUED = "queued", "Queued (claimed by a notice run, not yet attempted)"
+        SENDING = "sending", "Sending (unconfirmed if it stays so)"
         SENT = "sent", "E-mail sent"
         FAILED = "failed", "E-mail refused or failed"
         IN_SERVICE = "in_service", "Acknowledged in the service before any e-mail"
@@ -507,7 +508,7 @@ class PolicyNoticeDelivery(models.Model):
     version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="deliveries")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="policy_notices")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.SENT)
-    sent_at = models.DateTimeField(default=timezone.now, help_text="When the e-mail was sent (claimed, while not yet sent).")
+    sent_at = models.DateTimeField(default=timezone.now, help_text="When the e-mail was sent (queued or sending: when claimed).")
     acknowledged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -515,7 +516,7 @@ class PolicyNoticeDelivery(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["version", "user"], name="policy_notice_once"),
             models.CheckConstraint(
-                name="policy_notice_known_status", condition=Q(status__in=["claimed", "sent", "failed", "in_service"])
+                name="policy_notice_known_status", condition=Q(status__in=["queued", "sending", "sent", "failed", "in_service"])
             ),
         ]
         indexes = [models.Index(fields=["version", "status"], name="policy_notice_status_idx")]

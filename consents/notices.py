@@ -1,25 +1,26 @@
 """The notice run: e-mailing every account holder about a published policy version (PM-X-2).
 
 Never twice per account and version, even across crashes and concurrent runs:
-- Claim, then send, then confirm. A batch of accounts is *claimed* in one short committed transaction by
-  inserting their PolicyNoticeDelivery rows with status `claimed` (the unique (version, user) row is the
-  guarantee: an account with a row is never picked again). Only then are the e-mails sent, and each row
-  is marked `sent` right after its message left. A crash between the claim and the send, or between the
-  send and the confirmation, leaves a `claimed` row: we cannot know whether that message went out, so it
-  is never sent again automatically. Rows claimed longer than CLAIM_STALE_AFTER ago are reported as
-  *unconfirmed* to the DPO (audit event, workbench filter), who checks the mail log and marks them sent or
-  sends them again (`policy_notice_resend`).
+- Claim, take, send, confirm. A batch of accounts is *claimed* in one short committed transaction by
+  inserting their PolicyNoticeDelivery rows as `queued` (the unique (version, user) row: an account with a
+  row is never claimed again). Each message is then *taken* -- `queued` -> `sending`, a conditional UPDATE
+  in its own commit that only one process can win -- sent, and *confirmed* `sent`. So a crash leaves:
+  `queued` rows, never attempted, which a later run re-claims once they are CLAIM_STALE_AFTER old and
+  sends (they cannot have gone out); and at most one `sending` row per crashed run, whose message may or
+  may not have left. A `sending` row is never sent again automatically: once stale it is reported as
+  *unconfirmed* to the DPO (audit events, the workbench's filter), who checks the mail log and marks it
+  sent or sends it again (`policy_notice_confirm`, `policy_notice_resend`).
 - Claims are serialised: the claiming transaction takes a transaction-scoped advisory lock on PostgreSQL
-  (SQLite transactions hold the single write lock from BEGIN), and picks its accounts after taking it, so
-  it sees every earlier claim. Concurrent runs therefore share the work batch by batch and never claim
-  the same account; sending happens outside any transaction or lock.
-- A message that fails to send is marked `failed` (reported, never retried automatically). The rest of
-  its batch, not yet attempted, is released (rows deleted) so a later run sends it: an unattempted message
-  cannot have gone out. The run then stops; the mail server is probably down.
-- Batches are keyset-paginated on the account id within a run (settings.POLICY_NOTICE_BATCH_SIZE); a new
-  run starts again from the lowest id, and the "no delivery row" condition skips everyone already done, so
-  a killed run resumes where it stopped. A version's run is complete -- `notice_sent_at` set -- when no
-  account is left to claim.
+  (SQLite transactions hold the single write lock from BEGIN) and picks its accounts after taking it, so it
+  sees every earlier claim. Concurrent runs share the work batch by batch; even if two ever held the same
+  queued row (a re-claim racing a slow run), only one wins its take. Sending holds no lock or transaction.
+- A message that fails to send is marked `failed` (reported, never retried automatically). The rest of its
+  batch, not yet attempted, is released (rows deleted) so a later run sends it, and the run stops: the mail
+  server is probably down.
+- Batches are keyset-paginated on the account id within a run (settings.POLICY_NOTICE_BATCH_SIZE); a new run
+  starts again from the lowest id and the "no delivery row" condition skips everyone done, so a killed run
+  resumes where it stopped. A version's run is complete -- `notice_sent_at` set -- when nobody is left to
+  claim and no queued row waits.
 - One audit event per batch, with counts (never addresses).
 """
 
@@ -46,7 +47,7 @@ Status = PolicyNoticeDelivery.Status
 # Any fixed 64-bit number: serialises notice claims on PostgreSQL.
 _CLAIM_LOCK_KEY = 0x50524956_4E4F5443  # "PRIV" "NOTC"
 
-# A claim this old was left by a run that died: its message may or may not have gone out.
+# A queued or sending row this old was left by a run that died (a batch takes seconds to minutes).
 CLAIM_STALE_AFTER = datetime.timedelta(hours=1)
 
 
@@ -70,11 +71,11 @@ def policy_notice_claim(*, version: PolicyVersion, after_id: int, size: int) -> 
             return None, []
         now = timezone.now()
         PolicyNoticeDelivery.objects.bulk_create(
-            [PolicyNoticeDelivery(version=version, user_id=i, status=Status.CLAIMED, sent_at=now) for i in ids],
+            [PolicyNoticeDelivery(version=version, user_id=i, status=Status.QUEUED, sent_at=now) for i in ids],
             ignore_conflicts=True,  # a subject acknowledging the banner right now has their row already
         )
         claimed = list(
-            PolicyNoticeDelivery.objects.filter(version=version, user_id__in=ids, status=Status.CLAIMED, sent_at=now)
+            PolicyNoticeDelivery.objects.filter(version=version, user_id__in=ids, status=Status.QUEUED, sent_at=now)
             .order_by("user_id")
             .values_list("user_id", flat=True)
         )
@@ -109,8 +110,31 @@ def policy_notice_message(*, version: PolicyVersion, user, connection=None) -> E
     return message
 
 
+def policy_notice_reclaim(*, version: PolicyVersion, size: int, now: datetime.datetime | None = None) -> list[int]:
+    """Claim again up to `size` queued rows left by a run that died (never attempted, so safe to send)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        _claim_lock()
+        ids = list(
+            PolicyNoticeDelivery.objects.filter(version=version, status=Status.QUEUED, sent_at__lt=now - CLAIM_STALE_AFTER)
+            .order_by("user_id")
+            .values_list("user_id", flat=True)[:size]
+        )
+        PolicyNoticeDelivery.objects.filter(version=version, status=Status.QUEUED, user_id__in=ids).update(sent_at=now)
+    return ids
+
+
+def _take(version: PolicyVersion, user_id: int) -> bool:
+    """queued -> sending, committed before the message goes; False when another run took it first."""
+    return bool(
+        PolicyNoticeDelivery.objects.filter(version=version, user_id=user_id, status=Status.QUEUED).update(
+            status=Status.SENDING, sent_at=timezone.now()
+        )
+    )
+
+
 def _send_batch(*, version: PolicyVersion, ids: list[int]) -> tuple[int, int, int]:
-    """Send the claimed batch; returns (sent, failed, released)."""
+    """Send a claimed batch; returns (sent, failed, released)."""
     from django.contrib.auth import get_user_model
 
     users = {u.pk: u for u in get_user_model().objects.filter(pk__in=ids).only("pk", "email", "name")}
@@ -118,28 +142,30 @@ def _send_batch(*, version: PolicyVersion, ids: list[int]) -> tuple[int, int, in
     mail = get_connection()
     try:
         mail.open()
+    except Exception:
+        # Nothing was attempted: hand the whole batch back for a later run, and let the task fail loudly.
+        PolicyNoticeDelivery.objects.filter(version=version, user_id__in=ids, status=Status.QUEUED).delete()
+        raise
+    try:
         for position, user_id in enumerate(ids):
-            user = users.get(user_id)
+            if not _take(version, user_id):
+                continue
+            rows = PolicyNoticeDelivery.objects.filter(version=version, user_id=user_id, status=Status.SENDING)
             try:
-                if user is None:  # erased between claim and send: nothing to send, nobody to tell
-                    raise LookupError("account gone")
+                user = users.get(user_id)
+                if user is None:  # erased since the claim: nobody to tell
+                    raise LookupError(f"account {user_id} no longer exists")
                 policy_notice_message(version=version, user=user, connection=mail).send()
             except Exception:
-                logger.exception(
-                    "Policy notice %s to account %s failed; the rest of the batch is released", version.label, user_id
-                )
-                PolicyNoticeDelivery.objects.filter(version=version, user_id=user_id, status=Status.CLAIMED).update(
-                    status=Status.FAILED
-                )
+                logger.exception("Policy notice %s to account %s failed; rest of batch released", version.label, user_id)
+                rows.update(status=Status.FAILED)
                 failed += 1
                 rest = ids[position + 1 :]
                 released, _ = PolicyNoticeDelivery.objects.filter(
-                    version=version, user_id__in=rest, status=Status.CLAIMED
+                    version=version, user_id__in=rest, status=Status.QUEUED
                 ).delete()
                 return sent, failed, released
-            PolicyNoticeDelivery.objects.filter(version=version, user_id=user_id, status=Status.CLAIMED).update(
-                status=Status.SENT, sent_at=timezone.now()
-            )
+            rows.update(status=Status.SENT, sent_at=timezone.now())
             sent += 1
     finally:
         mail.close()
@@ -147,10 +173,28 @@ def _send_batch(*, version: PolicyVersion, ids: list[int]) -> tuple[int, int, in
 
 
 def policy_notices_unconfirmed(*, version: PolicyVersion | None = None, now: datetime.datetime | None = None):
-    """Deliveries claimed by a run that never confirmed them (see the module docstring)."""
+    """Deliveries whose sending was never confirmed by a run that died (see the module docstring)."""
     now = now or timezone.now()
-    rows = PolicyNoticeDelivery.objects.filter(status=Status.CLAIMED, sent_at__lt=now - CLAIM_STALE_AFTER)
+    rows = PolicyNoticeDelivery.objects.filter(status=Status.SENDING, sent_at__lt=now - CLAIM_STALE_AFTER)
     return rows.filter(version=version) if version is not None else rows
+
+
+def _batch_audit(version: PolicyVersion, *, claimed: int, sent: int, failed: int, released: int, reclaimed: bool) -> None:
+    with transaction.atomic():
+        audit_record(
+            actor=None,
+            action="policy.notices_sent",
+            target=version,
+            details={
+                "version": version.label,
+                "claimed": claimed,
+                "reclaimed": reclaimed,
+                "sent": sent,
+                "failed": failed,
+                "released": released,
+                "unconfirmed": policy_notices_unconfirmed(version=version).count(),
+            },
+        )
 
 
 def policy_notices_send(*, max_batches: int | None = None) -> int:
@@ -159,12 +203,24 @@ def policy_notices_send(*, max_batches: int | None = None) -> int:
     Returns how many e-mails were sent. Safe to run at any time, as often as wanted, concurrently."""
     size = max(1, settings.POLICY_NOTICE_BATCH_SIZE)
     total = batches = 0
-    versions = PolicyVersion.objects.filter(published_at__isnull=False, notice_sent_at__isnull=True).order_by(
-        "effective_at", "id"
-    )
-    for version in versions:
+
+    def more() -> bool:
+        return max_batches is None or batches < max_batches
+
+    versions = PolicyVersion.objects.filter(published_at__isnull=False, notice_sent_at__isnull=True)
+    for version in versions.order_by("effective_at", "id"):
+        while more():  # first the batches a dead run left queued
+            ids = policy_notice_reclaim(version=version, size=size)
+            if not ids:
+                break
+            batches += 1
+            sent, failed, released = _send_batch(version=version, ids=ids)
+            total += sent
+            _batch_audit(version, claimed=len(ids), sent=sent, failed=failed, released=released, reclaimed=True)
+            if failed:
+                return total
         after_id = 0
-        while max_batches is None or batches < max_batches:
+        while more():
             last, ids = policy_notice_claim(version=version, after_id=after_id, size=size)
             if last is None:
                 _complete(version)
@@ -175,20 +231,7 @@ def policy_notices_send(*, max_batches: int | None = None) -> int:
             batches += 1
             sent, failed, released = _send_batch(version=version, ids=ids)
             total += sent
-            with transaction.atomic():
-                audit_record(
-                    actor=None,
-                    action="policy.notices_sent",
-                    target=version,
-                    details={
-                        "version": version.label,
-                        "claimed": len(ids),
-                        "sent": sent,
-                        "failed": failed,
-                        "released": released,
-                        "unconfirmed": policy_notices_unconfirmed(version=version).count(),
-                    },
-                )
+            _batch_audit(version, claimed=len(ids), sent=sent, failed=failed, released=released, reclaimed=False)
             if failed:
                 return total
     return total
@@ -196,6 +239,8 @@ def policy_notices_send(*, max_batches: int | None = None) -> int:
 
 def _complete(version: PolicyVersion) -> None:
     """Nobody left to claim: the run is complete (idempotent: a concurrent run may finish first)."""
+    if PolicyNoticeDelivery.objects.filter(version=version, status=Status.QUEUED).exists():
+        return  # a run that died left a batch queued: it is sent once stale (policy_notice_reclaim)
     with transaction.atomic():
         done = PolicyVersion.objects.filter(pk=version.pk, notice_sent_at__isnull=True).update(notice_sent_at=timezone.now())
         if done:
@@ -215,7 +260,7 @@ def policy_notice_resend(*, actor, delivery: PolicyNoticeDelivery) -> PolicyNoti
 
     with transaction.atomic():
         delivery = PolicyNoticeDelivery.objects.select_for_update().select_related("version", "user").get(pk=delivery.pk)
-        if delivery.status not in (Status.CLAIMED, Status.FAILED):
+        if delivery.status not in (Status.SENDING, Status.FAILED):
             raise ValidationError(f"This notice is {delivery.get_status_display().lower()}: there is nothing to send again.")
         policy_notice_message(version=delivery.version, user=delivery.user).send()
         delivery.status = Status.SENT
@@ -237,7 +282,7 @@ def policy_notice_confirm(*, actor, delivery: PolicyNoticeDelivery) -> PolicyNot
 
     with transaction.atomic():
         delivery = PolicyNoticeDelivery.objects.select_for_update().select_related("version").get(pk=delivery.pk)
-        if delivery.status != Status.CLAIMED:
+        if delivery.status != Status.SENDING:
             raise ValidationError("Only an unconfirmed notice can be confirmed.")
         delivery.status = Status.SENT
         delivery.save(update_fields=["status"])
