@@ -348,7 +348,7 @@ class ConsentEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("subject_ref",)  # shows the box; get_search_results decides what a term means
     search_help_text = (
         "An exact subject ref, visitor id or receipt id (UUID), or an account's exact e-mail address. "
-        "A subject ref also finds the events of the visitor ids linked to it."
+        "An account (by subject ref or e-mail) also shows the events of the browsers linked to it."
     )
     actions = None
     change_list_template = "admin/consents/consentevent/change_list.html"
@@ -394,16 +394,14 @@ class ConsentEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return LedgerChangeList
 
     def get_search_results(self, request, queryset, search_term):
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        try:
-            value = uuid.UUID(term)
-        except ValueError:
-            ref = subject_ref_for(term)
-            return (queryset.filter(subject_ref=ref) if ref else queryset.none()), False
-        linked = VisitorLink.objects.filter(subject_ref=value).values("visitor_id")
-        return queryset.filter(Q(subject_ref=value) | Q(visitor_id=value) | Q(receipt_id=value) | Q(visitor_id__in=linked)), False
+        ref = subject_ref_for(search_term)
+        if ref is None:
+            return (queryset.none() if search_term.strip() else queryset), False
+        linked = VisitorLink.objects.filter(subject_ref=ref).values("visitor_id")
+        own = Q(subject_ref=ref) | Q(visitor_id__in=linked)
+        if "@" not in search_term:  # a UUID may also be a visitor id or a receipt id
+            own |= Q(visitor_id=ref) | Q(receipt_id=ref)
+        return queryset.filter(own), False
 
     # Columns and fields ----------------------------------------------------------------------------------
 
