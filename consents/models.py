@@ -297,6 +297,9 @@ class ConsentEvent(models.Model):
     class Meta:
         ordering = ["-effective_at", "-id"]
         default_permissions = ("add", "view")  # append-only
+        # Bulk import of historical consents (consents.admin_import) is a right of its own: recording one
+        # consent on a subject's documented instruction (add) does not include it.
+        permissions = [("import_consentevent", "Can import historical consent events")]
         constraints = [
             models.UniqueConstraint(fields=["chain", "seq"], name="consent_event_unique_seq"),
             models.CheckConstraint(
