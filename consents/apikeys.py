@@ -1,0 +1,105 @@
+"""API keys of the consent API's service clients.
+
+A token is `secrets.token_urlsafe(32)`: 32 random bytes, shown once at creation and never stored. The
+database keeps its SHA-256 (unique, indexed) and the first characters, so staff can tell keys apart in the
+admin and in the audit trail without holding anything that opens the API.
+
+A fast hash is right here, unlike for passwords: the token is random, so there is no dictionary to try, and
+a brute force over 256 bits is out of reach whatever the hash costs. Authentication looks the hash up in an
+index; that needs no constant-time comparison, because the only thing a timing difference could reveal is
+how much of a stored *hash* a guess's hash shares, and turning that into a token means inverting SHA-256.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import secrets
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from privacyops.audit import audit_record
+
+from .models import ApiKey
+
+TOKEN_BYTES = 32
+PREFIX_LENGTH = 8
+# `last_used_at` is written at most this often per key, so a busy client does not write on every request.
+LAST_USED_RESOLUTION = datetime.timedelta(minutes=1)
+# token_urlsafe(32) is 43 characters; anything much longer is not one of ours and is not even hashed.
+MAX_TOKEN_LENGTH = 128
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def apikey_create(*, actor, name: str, scope: str, rate_limit_per_minute: int | None = None) -> tuple[ApiKey, str]:
+    """Create a key for a service client; returns the key and its token, which is shown once and never again."""
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": "Give the key a name that says which service uses it."})
+    if scope not in ApiKey.Scope.values:
+        raise ValidationError({"scope": f"Unknown scope {scope!r}; use one of {', '.join(ApiKey.Scope.values)}."})
+    if rate_limit_per_minute is not None and rate_limit_per_minute < 1:
+        raise ValidationError({"rate_limit_per_minute": "The rate limit must be at least one request a minute."})
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    fields = {"rate_limit_per_minute": rate_limit_per_minute} if rate_limit_per_minute is not None else {}
+    try:
+        with transaction.atomic():
+            key = ApiKey.objects.create(
+                name=name,
+                scope=scope,
+                prefix=token[:PREFIX_LENGTH],
+                token_sha256=token_digest(token),
+                created_by=actor,
+                **fields,
+            )
+            audit_record(
+                actor=actor,
+                action="consent.api_key_created",
+                target=key,
+                details={"name": name, "scope": scope, "prefix": key.prefix, "rate_limit_per_minute": key.rate_limit_per_minute},
+            )
+    except IntegrityError:
+        if ApiKey.objects.filter(name=name).exists():
+            raise ValidationError({"name": f"A key named {name!r} exists already."}) from None
+        raise
+    return key, token
+
+
+def apikey_revoke(*, actor, key: ApiKey) -> ApiKey:
+    """Revoke a key: every request with its token is refused from the moment this commits. Revoking a revoked
+    key changes nothing and records nothing."""
+    with transaction.atomic():
+        key = ApiKey.objects.select_for_update().get(pk=key.pk)
+        if key.revoked_at is not None:
+            return key
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+        audit_record(
+            actor=actor,
+            action="consent.api_key_revoked",
+            target=key,
+            details={"name": key.name, "prefix": key.prefix},
+        )
+    return key
+
+
+def apikey_authenticate(token: str | None) -> ApiKey | None:
+    """The live key a bearer token belongs to, or None (unknown, malformed or revoked)."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    key = ApiKey.objects.filter(token_sha256=token_digest(token), revoked_at__isnull=True).first()
+    if key is None:
+        return None
+    now = timezone.now()
+    if key.last_used_at is None or key.last_used_at <= now - LAST_USED_RESOLUTION:
+        # Conditional, so concurrent requests in the same minute write once between them.
+        stale = Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_RESOLUTION)
+        ApiKey.objects.filter(stale, pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
+    return key
