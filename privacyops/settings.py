@@ -220,6 +220,8 @@ CELERY_TASK_ROUTES = {
     "requests.tasks.export_*": {"queue": "exports"},
     "retention.tasks.*": {"queue": "purges"},
     "requests.tasks.erasure_*": {"queue": "purges"},
+    # The model-improvement dataset is a long file-writing job, like an export package.
+    "consents.tasks.training_dataset_build": {"queue": "exports"},
 }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -63,6 +63,12 @@ def media_root(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def fast_password_hasher(settings):
+    """Factories and sign-ups hash passwords; PBKDF2's deliberate slowness buys nothing in a test."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def anchor_log(settings, tmp_path):
     """Every test anchors to its own file: never to var/audit-anchors.log of a developer's running system."""
     settings.AUDIT_ANCHOR_LOG = str(tmp_path / "audit-anchors.log")
