@@ -77,6 +77,7 @@ MOMENT_PATTERN = (
 UUID_PATTERN = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
 LANGUAGE_PATTERN = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
 LANGUAGE_MAX = 10
+WHITESPACE = " \t\r\n\f\v"  # stripped from every cell (the SQL path strips the same characters)
 
 _MOMENT = re.compile(MOMENT_PATTERN)
 _UUID = re.compile(UUID_PATTERN)
@@ -207,7 +208,7 @@ def cell_text(value) -> str:
         value = int(value)
     if isinstance(value, datetime.datetime | datetime.date):
         return value.isoformat()
-    return str(value).strip()
+    return str(value).strip(WHITESPACE)
 
 
 def parse_moment(value) -> datetime.datetime:
@@ -220,7 +221,7 @@ def parse_moment(value) -> datetime.datetime:
     elif isinstance(value, datetime.date):
         moment = datetime.datetime(value.year, value.month, value.day, tzinfo=datetime.UTC)
     else:
-        match = _MOMENT.match(cell_text(value))
+        match = _MOMENT.fullmatch(cell_text(value))
         if not match:
             raise ValueError("moment_format")
         year, month, day, hour, minute, second, fraction, offset = match.groups()
@@ -245,9 +246,13 @@ def parse_moment(value) -> datetime.datetime:
             )
         except ValueError:
             raise ValueError("moment_format") from None
-    if moment.astimezone(datetime.UTC).year < EARLIEST_YEAR:
+    try:
+        moment = moment.astimezone(datetime.UTC)
+    except OverflowError:  # an offset pushes year 1 or 9999 out of range: far too early, or in the future
+        raise ValueError("moment_early" if moment.year < EARLIEST_YEAR else "moment_future") from None
+    if moment.year < EARLIEST_YEAR:
         raise ValueError("moment_early")
-    return moment.astimezone(datetime.UTC)
+    return moment
 
 
 def _chunks(items: list, size: int = CHUNK) -> Iterator[list]:
@@ -377,7 +382,7 @@ class RowValidator:
                     effective_at = None
 
         language = values["language"] or DEFAULT_LANGUAGE
-        if len(language) > LANGUAGE_MAX or not _LANGUAGE.match(language):
+        if not language_ok(language):
             fail("language", "language_format")
 
         jurisdiction = values["jurisdiction"]
@@ -405,11 +410,20 @@ class RowValidator:
         )
 
 
+def moment_shape_ok(text: str) -> bool:
+    """Whether a text has the form of MOMENT_PATTERN (calendar ranges are checked apart)."""
+    return _MOMENT.fullmatch(text) is not None
+
+
+def language_ok(language: str) -> bool:
+    return len(language) <= LANGUAGE_MAX and _LANGUAGE.fullmatch(language) is not None
+
+
 def _as_uuid(value) -> uuid.UUID | None:
     if isinstance(value, uuid.UUID):
         return value
     text = cell_text(value)
-    return uuid.UUID(text) if _UUID.match(text) else None
+    return uuid.UUID(text) if _UUID.fullmatch(text) else None
 
 
 def _jurisdiction_query(country: str, region: str) -> str:
