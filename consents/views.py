@@ -81,7 +81,6 @@ def cookie_settings(request):
                 "notice": notice_current(purpose=purpose, language=language),
                 "choice": cookies.current_choice(request, category),
                 "refused_by_gpc": cookies.gpc_signal(request) and cookies.gpc_refuses(purpose),
-                "cookies": [row for row in purpose.cookies.all() if row.is_active],
             }
         )
     inventory = CookieInventory.objects.filter(is_active=True).select_related("category")
