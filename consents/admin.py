@@ -53,6 +53,8 @@ from . import (
     admin_policy,  # noqa: F401 (registers the policy-version screens)
     ledger,
 )
+from .admin_import import ConsentImportMixin
+from .apikeys import apikey_create, apikey_revoke
 from .models import (
     ApiKey,
     ConsentChain,
@@ -324,7 +326,7 @@ class LedgerChangeList(ChangeList):
 
 
 @admin.register(ConsentEvent)
-class ConsentEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ConsentEventAdmin(ConsentImportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """The ledger (PM-0-2): every consent given, refused, withdrawn or expired; read-only, searched exactly."""
 
     list_display = (
@@ -945,8 +947,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected keys", permissions=["revoke"])
     def revoke_selected(self, request, queryset):
-        from .apikeys import apikey_revoke
-
         keys = list(queryset.filter(revoked_at__isnull=True))
         for key in keys:
             apikey_revoke(actor=request.user, key=key)
@@ -958,8 +958,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
             raise PermissionDenied
         form = ApiKeyAddForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            from .apikeys import apikey_create
-
             data = form.cleaned_data
             try:
                 key, token = apikey_create(
@@ -999,8 +997,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
             messages.info(request, f"{key} was already revoked.")
             return back
         if request.method == "POST":
-            from .apikeys import apikey_revoke
-
             apikey_revoke(actor=request.user, key=key)
             messages.success(request, f"{key} is revoked: it stops working now.")
             return back

@@ -541,3 +541,12 @@ def test_api_keys_are_revoked_in_bulk_by_the_action(client):
     response = client.post(url("apikey_changelist"), {"action": "revoke_selected", "_selected_action": [k.pk for k in keys]})
     assert response.status_code == 302
     assert not ApiKey.objects.filter(revoked_at__isnull=True).exists()
+
+
+@pytest.mark.parametrize(("role", "offered"), [(DPO, True), (ANALYST, False), (AUDITOR, False)])
+def test_the_ledger_offers_the_import_of_historical_consents_to_the_dpo_only(client, role, offered):
+    login(client, role)
+    page = client.get(url("consentevent_changelist")).content.decode()
+    assert (url("consentevent_import") in page) is offered
+    assert url("consentevent_proof_search") in page
+    assert (url("consentevent_record") in page) is (role != AUDITOR)
