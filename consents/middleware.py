@@ -3,8 +3,10 @@
 Invariants:
 - Fail closed: every Set-Cookie leaving the service is looked up in the cookie inventory by name; a cookie
   the inventory does not list is removed (and logged), and one whose category `cookies_allowed` refuses
-  is removed. Deleting a cookie (max-age 0) always passes: removing something from a device needs no
-  consent.
+  is removed. The one exception is the three cookies sign-in and the banner are built on (session, CSRF,
+  choice): they are strictly necessary whatever the inventory says, so a missing row is logged as an
+  error instead of locking everyone out. Deleting a cookie (max-age 0) always passes: removing something
+  from a device needs no consent.
 - A cookie of a category that is no longer allowed (withdrawn, expired, refused by a GPC signal) that the
   browser still sends is deleted on the way out.
 - The sign-in session is strictly necessary only for the visit: remembering it across browser restarts is
@@ -52,6 +54,13 @@ def _inventory(request) -> dict[str, CookieInventory]:
         return rows
 
     return cookies._memo(request, "inventory", compute)
+
+
+def _framework_cookies() -> set[str]:
+    """The cookies sign-in and the banner cannot work without. Necessary by construction: if the inventory
+    lacks their rows (before `loadpolicy`), they are kept and an error is logged, so a missing seed never
+    locks everyone, the DPO included, out of the workbench. Any other unlisted cookie is removed."""
+    return {settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, settings.CONSENT_COOKIE_NAME}
 
 
 def _category(row: CookieInventory) -> str:
@@ -112,13 +121,17 @@ class CookieConsentMiddleware:
             if _is_deletion(morsel):
                 continue
             row = inventory.get(name)
-            if row is None:
+            if row is not None:
+                category = _category(row)
+            elif name in _framework_cookies():
+                logger.error("Cookie %r is missing from the cookie inventory; kept as strictly necessary: add its row.", name)
+                category = cookies.NECESSARY
+            else:
                 logger.warning(
                     "Removed cookie %r from the response to %s: it is not in the cookie inventory.", name, request.path
                 )
                 del response.cookies[name]
                 continue
-            category = _category(row)
             if not cookies.cookies_allowed(request, category):
                 logger.info("Removed cookie %r (%s) from the response to %s: not consented.", name, category, request.path)
                 del response.cookies[name]

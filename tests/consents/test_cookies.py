@@ -399,12 +399,24 @@ def test_pm_iii_6_middleware_strips_and_logs_a_cookie_missing_from_the_inventory
     assert "'_ga'" in caplog.text and "not in the cookie inventory" in caplog.text
 
 
-def test_pm_iii_6_middleware_fails_closed_when_the_inventory_is_empty(rf, seeded):
+def test_pm_iii_6_middleware_fails_closed_when_the_inventory_is_empty(rf, seeded, caplog):
     from consents.models import CookieInventory
 
     CookieInventory.objects.update(is_active=False)
-    response = run_middleware(request_for(rf), settings.CSRF_COOKIE_NAME)
-    assert not response.cookies
+    everything = cookies.Choice(
+        visitor_id=uuid.uuid4(), categories={"analytics": (True, timezone.now()), "functionality": (True, timezone.now())}
+    )
+    with caplog.at_level(logging.WARNING, logger="consents.cookies"):
+        response = run_middleware(request_for(rf, choice=everything), cookies.ANALYTICS_COOKIE, cookies.LANGUAGE_COOKIE, "_ga")
+    assert not response.cookies  # consented, but unlisted: removed
+
+
+def test_pm_iii_1_sign_in_survives_a_missing_inventory_row_and_says_so(rf, db, caplog):
+    """Session, CSRF and choice cookies are necessary by construction: before `loadpolicy` the DPO can still sign in."""
+    with caplog.at_level(logging.ERROR, logger="consents.cookies"):
+        response = run_middleware(request_for(rf), settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, CHOICE, "_ga")
+    assert set(response.cookies) == {settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, CHOICE}
+    assert "missing from the cookie inventory" in caplog.text
 
 
 def test_pm_iii_6_middleware_lets_a_deletion_through(rf, seeded):
