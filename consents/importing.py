@@ -49,6 +49,17 @@ from .bulk import COLUMNS, MESSAGES, REQUIRED_COLUMNS, ImportInvalid, ImportResu
 from .models import GENESIS_HASH, ConsentEvent, ConsentPurpose
 
 ENGINES = ("auto", "copy", "portable")
+_TEMP_TABLES = (
+    "consent_import_staging",
+    "consent_import_policy",
+    "consent_import_rows",
+    "consent_import_notice",
+    "consent_import_place",
+    "consent_import_errors",
+    "consent_import_heads",
+    "consent_import_events",
+    "consent_import_inserted",
+)
 COPY_BLOCK = 1 << 20
 
 
@@ -184,7 +195,7 @@ CREATE TEMP TABLE consent_import_staging (
 ) ON COMMIT DROP
 """
 
-_WS = r"E' \t\r\n\f\v'"  # the characters Python's cell_text strips
+_WS = r"E' \t\r\n\f\x0b'"  # the characters Python's cell_text strips
 
 
 def _trim(column: str) -> str:
@@ -401,6 +412,8 @@ WHERE c.subject_ref = last.subject_ref
 def _copy_import(path, columns, *, report, actor, max_errors, watch) -> None:
     """The PostgreSQL path; raises ImportInvalid (after rolling back) when any line is bad."""
     with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('TimeZone'), current_setting('jit')")
+        settings_before = cursor.fetchone()
         cursor.execute("SET LOCAL timezone = 'UTC'")
         # Big estimates would make PostgreSQL compile these one-off statements with JIT, which costs more
         # (seconds of LLVM optimisation) than the rows take to process.
@@ -429,6 +442,9 @@ def _copy_import(path, columns, *, report, actor, max_errors, watch) -> None:
             transaction.set_rollback(True)
             return
         report.result = _copy_write(cursor, actor=actor, source=report.source, now=now, context=context, watch=watch)
+        # Inside a caller's transaction this block is a savepoint: leave nothing of ours behind in it.
+        cursor.execute(f"DROP TABLE {', '.join(_TEMP_TABLES)}")
+        cursor.execute("SELECT set_config('TimeZone', %s, true), set_config('jit', %s, true)", settings_before)
     # The deferred foreign-key checks of every new row run here, at commit.
     watch.lap("commit", "committed")
 
@@ -541,6 +557,8 @@ def _copy_write(cursor, *, actor, source: ImportSource, now, context: dict, watc
     )
     watch.lap("rank", "ranked the events of each subject by effective time")
     # Each step of the walk is one index lookup; a hash join would rescan the table once per rank.
+    cursor.execute("SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin')")
+    joins_before = cursor.fetchone()
     cursor.execute("SET LOCAL enable_hashjoin = off")
     cursor.execute("SET LOCAL enable_mergejoin = off")
     recorded_text = now.astimezone(datetime.UTC).isoformat(timespec="microseconds")
@@ -558,8 +576,7 @@ def _copy_write(cursor, *, actor, source: ImportSource, now, context: dict, watc
         },
     )
     result.events = cursor.rowcount
-    cursor.execute("SET LOCAL enable_hashjoin = on")
-    cursor.execute("SET LOCAL enable_mergejoin = on")
+    cursor.execute("SELECT set_config('enable_hashjoin', %s, true), set_config('enable_mergejoin', %s, true)", joins_before)
     watch.lap("insert", f"appended {result.events} events (hashes chained in SQL)")
 
     cursor.execute(_STATES, {"now": now})

@@ -237,3 +237,13 @@ def test_default_resource_baseline_writes_the_same_ledger_through_consent_record
     assert all_chain_problems() == []
     assert states_match_ledger([s.subject_ref for s in subjects])
     assert ConsentState.objects.count() == 6
+
+
+@pytest.mark.urls("privacyops.urls")
+def test_the_workbench_ledger_links_the_import_page_for_the_dpo(client):
+    client.force_login(staff_in_role("DPO"))
+    changelist = client.get(reverse("admin:consents_consentevent_changelist"))
+    assert reverse("admin:consents_consentevent_import").encode() in changelist.content
+    page = client.get(reverse("admin:consents_consentevent_import"))
+    assert page.status_code == 200
+    assert b"Every row is checked before anything is written" in page.content
