@@ -47,7 +47,7 @@ transaction. So:
 Answers that would change by the clock alone (a consent reaching the end of its lifetime, a restriction
 starting or ending) are cached no longer than that moment. Register edits (bases, jurisdictions, consent
 purposes' flags and lifetimes) do not bump versions: they reach cached answers within
-`CONSENT_CACHE_SECONDS`. A check with an explicit `at` is never cached. A cache that fails is skipped: the
+`CONSENT_CACHE_SECONDS` (0 turns the cache off). A check with an explicit `at` is never cached. A cache that fails is skipped: the
 database alone gives the same answer, more slowly.
 """
 
@@ -163,7 +163,7 @@ def is_processing_allowed_many(checks: Iterable[tuple], *, at: datetime.datetime
         except UnknownPurpose as error:
             results[index] = error
             continue
-        if at is None:
+        if at is None and settings.CONSENT_CACHE_SECONDS > 0:
             keys[index] = _cache_key(snapshots[ref], purpose_key)
 
     now = timezone.now()

@@ -16,8 +16,7 @@ import uuid
 import pytest
 from django.core.cache import cache
 from django.core.management import call_command
-from django.db import connection, transaction
-from django.test.utils import CaptureQueriesContext
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -452,35 +451,3 @@ def test_many_answers_in_order_with_errors_in_place():
     )
     assert [type(r).__name__ for r in results] == ["Decision", "UnknownSubject", "UnknownPurpose", "Decision", "Decision"]
     assert results[0].allowed and not results[3].allowed and results[4] == results[0]
-
-
-# --- Queries ------------------------------------------------------------------------------------------------
-
-
-def test_cached_check_is_one_query(django_assert_num_queries):
-    user = subject_in("EU")
-    is_processing_allowed(user, "marketing")
-    with django_assert_num_queries(1):
-        is_processing_allowed(user, "marketing")
-
-
-def test_batch_of_cached_checks_is_one_query_whatever_its_size(django_assert_num_queries):
-    users = [subject_in(label) for label in JURISDICTIONS]
-    checks = [(u, code) for u in users for code in MODE]
-    is_processing_allowed_many(checks)
-    with django_assert_num_queries(1):
-        answers = is_processing_allowed_many(checks)
-    assert all(isinstance(a, Decision) for a in answers)
-
-
-def test_uncached_check_reads_a_bounded_number_of_queries():
-    user = subject_in("US-CA")
-    consent_record(
-        purpose=ConsentPurpose.objects.get(code="marketing-communications"), action="given", method="api", subject=user
-    )
-
-    for code in MODE:
-        cache.clear()
-        with CaptureQueriesContext(connection) as queries:
-            is_processing_allowed(user, code)
-        assert len(queries) <= 9, (code, [q["sql"] for q in queries.captured_queries])
