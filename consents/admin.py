@@ -649,7 +649,7 @@ class ConsentChainAdmin(ExactIdentifierSearchMixin, ReadOnlyAdminMixin, admin.Mo
     search_help_text = "An exact subject ref or visitor id (UUID), or an account's exact e-mail address."
     uuid_fields = ("subject_ref", "visitor_id")
     actions = None
-    fields = ("principal", "length", "version", "head_hash", "updated_at", "check", "events_link")
+    fields = ("principal", "length", "version", "head_hash", "updated_at", "chain_check", "events_link")
     readonly_fields = fields
 
     @admin.display(description="subject or visitor")
@@ -661,7 +661,7 @@ class ConsentChainAdmin(ExactIdentifierSearchMixin, ReadOnlyAdminMixin, admin.Mo
         return format_html("<code title='{}'>{}…</code>", obj.head_hash, obj.head_hash[:12])
 
     @admin.display(description="chain check (now)")
-    def check(self, obj):
+    def chain_check(self, obj):
         return chain_report_html(chain_verify(obj))
 
     @admin.display(description="events")

@@ -29,8 +29,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from privacyops.audit import audit_record
-from privacyops.privacy.strategies import pseudonym
 
+from .hashing import keyed_hash
 from .models import (
     GENESIS_HASH,
     ConsentChain,
@@ -41,6 +41,7 @@ from .models import (
     PolicyVersion,
     VisitorLink,
 )
+from .policy import policy_version_in_force
 
 Action = ConsentEvent.Action
 Method = ConsentEvent.Method
@@ -49,24 +50,10 @@ Method = ConsentEvent.Method
 NOTICE_METHODS = frozenset({Method.SIGNUP, Method.BANNER, Method.PORTAL})
 
 
-def keyed_hash(value: str | None, *, scope: str) -> str:
-    """A keyed HMAC of an IP address or user agent: lets us tell whether two events came from the same
-    place without ever storing where (an empty value gives an empty hash)."""
-    if not value:
-        return ""
-    return pseudonym(value, scope=f"consents:{scope}")
-
-
 def notice_current(*, purpose: ConsentPurpose, language: str = "en") -> ConsentNotice | None:
     """The latest notice text for a purpose in a language, falling back to English."""
     notices = ConsentNotice.objects.filter(purpose=purpose).order_by("-created_at", "-id")
     return notices.filter(language=language).first() or notices.filter(language="en").first()
-
-
-def policy_in_force(*, at=None) -> PolicyVersion | None:
-    """The published policy version in force at `at` (now by default)."""
-    at = at or timezone.now()
-    return PolicyVersion.objects.filter(published_at__isnull=False, effective_at__lte=at).order_by("-effective_at").first()
 
 
 @dataclass(frozen=True)
@@ -177,7 +164,7 @@ def consent_record(
     if notice is not None and notice.purpose_id != purpose.pk:
         raise ValidationError({"notice": "The notice belongs to another purpose."})
     if policy_version is None:
-        policy_version = policy_in_force(at=effective_at)
+        policy_version = policy_version_in_force(at=effective_at)
     if not jurisdiction:
         jurisdiction = _jurisdiction_code(subject)
     principal = Principal(subject_ref=subject.subject_ref) if subject is not None else Principal(visitor_id=visitor_id)

@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from privacyops.audit import audit_record
 
-from .ledger import keyed_hash
+from .hashing import keyed_hash
 from .models import PolicyAcceptance, PolicyNoticeDelivery, PolicyVersion
 
 Reason = PolicyVersion.ShortNoticeReason

@@ -14,7 +14,8 @@ from django.db import ProgrammingError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from consents.ledger import consent_record, keyed_hash, state_from_ledger, state_of, visitor_link
+from consents.hashing import keyed_hash
+from consents.ledger import consent_record, state_from_ledger, state_of, visitor_link
 from consents.models import GENESIS_HASH, AppendOnlyError, ConsentChain, ConsentEvent, ConsentNotice
 from consents.proof import chain_verify
 from consents.services import consent_set
