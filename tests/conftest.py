@@ -63,6 +63,17 @@ def media_root(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def empty_cache():
+    """Each test starts with an empty cache (locmem lives as long as the process; Redis across runs): cached
+    policy versions, decisions and rate-limit counters of one test must not answer for the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def fast_password_hasher(settings):
     """Factories and sign-ups hash passwords; PBKDF2's deliberate slowness buys nothing in a test."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
