@@ -51,6 +51,7 @@ from privacyops.audit import audit_record
 
 from . import (
     admin_policy,  # noqa: F401 (registers the policy-version screens)
+    dashboard,
     ledger,
 )
 from .admin_import import ConsentImportMixin
@@ -303,6 +304,21 @@ class JurisdictionFilter(admin.SimpleListFilter):
         return queryset.filter(jurisdiction=self.value()) if self.value() else queryset
 
 
+class RecentFilter(admin.SimpleListFilter):
+    """The events the dashboard tile counts: recorded in the last days, among the newest of the ledger."""
+
+    title = "recorded"
+    parameter_name = "recent"
+
+    def lookups(self, request, model_admin):
+        return [(dashboard.RECENT_FILTER, f"In the last {dashboard.RECENT_DAYS} days")]
+
+    def queryset(self, request, queryset):
+        if self.value() == dashboard.RECENT_FILTER:
+            return dashboard.ledger_recent(queryset, now=timezone.now())
+        return queryset
+
+
 class RecordOnBehalfForm(forms.Form):
     subject = SubjectField()
     purpose = forms.ModelChoiceField(queryset=ConsentPurpose.objects.order_by("position", "code"))
@@ -341,7 +357,7 @@ class ConsentEventAdmin(ConsentImportMixin, ReadOnlyAdminMixin, admin.ModelAdmin
         "receipt_id",
     )
     list_display_links = ("effective_at",)
-    list_filter = ("purpose", "action", "method", JurisdictionFilter)
+    list_filter = (RecentFilter, "purpose", "action", "method", JurisdictionFilter)
     list_select_related = ("purpose",)
     list_per_page = LEDGER_PAGE
     sortable_by = ()
@@ -603,12 +619,28 @@ class ExactIdentifierSearchMixin:
         return queryset.filter(match), False
 
 
+class ExpiryFilter(admin.SimpleListFilter):
+    """The states the dashboard tile flags: consents about to expire, or past their lifetime."""
+
+    title = "expiry"
+    parameter_name = "expiry"
+
+    def lookups(self, request, model_admin):
+        return [("soon", f"Expiring in the next {dashboard.EXPIRY_DAYS} days"), ("overdue", "Past their lifetime")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("soon", "overdue"):
+            soon, overdue = dashboard.expiry_conditions(now=timezone.now())
+            return queryset.filter(soon if self.value() == "soon" else overdue)
+        return queryset
+
+
 @admin.register(ConsentState)
 class ConsentStateAdmin(ExactIdentifierSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """The current consent per principal and purpose: a cache of the ledger, rebuilt from it, never edited."""
 
     list_display = ("principal", "purpose", "action_badge", "effective_at", "event_link", "updated_at")
-    list_filter = ("purpose", "action")
+    list_filter = (ExpiryFilter, "purpose", "action")
     list_select_related = ("purpose",)
     list_per_page = LEDGER_PAGE
     sortable_by = ()

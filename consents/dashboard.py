@@ -9,6 +9,8 @@ Shown to users who may view the ledger. The tile must stay cheap however large t
   mean the task is behind;
 - restrictions are a small table; the policy version comes from `consents.policy`'s selectors, and the
   accounts still to be notified of it are counted up to NOTICE_CAP.
+Every flag links to a list filtered to exactly the rows it counts (the ledger's "recent" filter and the
+states' "expiry" filter use the same conditions as the tile, defined here).
 A fixed number of queries, whatever the size of the ledger.
 """
 
@@ -24,29 +26,28 @@ from django.utils import timezone
 from privacyops.dashboard import Flag, Tile, register_tile
 from retention.periods import cutoff
 
-from . import policy
-from .models import ConsentEvent, ConsentPurpose, ConsentState, PolicyNoticeDelivery, PolicyVersion, ProcessingRestriction
+from . import notices, policy
+from .models import ConsentEvent, ConsentPurpose, ConsentState, PolicyNoticeDelivery, ProcessingRestriction
 
 ORDER = 40  # before retention's purges: consents change daily
 RECENT_DAYS = 7
 EXPIRY_DAYS = 30
 LEDGER_WINDOW = 10_000  # newest events looked at for the recent counts
 NOTICE_CAP = 10_000  # accounts still to notify are counted up to this many
+RECENT_FILTER = "7d"  # the ledger list's filter value for `ledger_recent`
+
+
+def ledger_recent(queryset=None, *, now: datetime.datetime, window: int = LEDGER_WINDOW):
+    """Events recorded in the last RECENT_DAYS among the newest `window` (by primary key: ids grow with
+    recording time). The tile counts these and the ledger's "recent" filter lists them, so the two agree."""
+    since = now - datetime.timedelta(days=RECENT_DAYS)
+    newest = ConsentEvent.objects.order_by("-pk").values("pk")[:window]
+    return (ConsentEvent.objects.all() if queryset is None else queryset).filter(pk__in=newest, recorded_at__gte=since)
 
 
 def recent_event_counts(*, now: datetime.datetime, window: int = LEDGER_WINDOW) -> tuple[dict[str, int], int, bool]:
-    """Events recorded in the last RECENT_DAYS by action, GPC refusals among them, and whether the count is capped.
-
-    Only the newest `window` events are read (by primary key, newest first): ids grow with recording time.
-    """
-    since = now - datetime.timedelta(days=RECENT_DAYS)
-    newest = ConsentEvent.objects.order_by("-pk").values("pk")[:window]
-    rows = (
-        ConsentEvent.objects.filter(pk__in=newest, recorded_at__gte=since)
-        .order_by()
-        .values("action", "method")
-        .annotate(n=Count("pk"))
-    )
+    """Recent events (see `ledger_recent`) by action, the GPC refusals among them, and whether the window capped them."""
+    rows = ledger_recent(now=now, window=window).order_by().values("action", "method").annotate(n=Count("pk"))
     by_action = dict.fromkeys(ConsentEvent.Action.values, 0)
     gpc_refusals = 0
     for row in rows:
@@ -56,11 +57,14 @@ def recent_event_counts(*, now: datetime.datetime, window: int = LEDGER_WINDOW) 
     return by_action, gpc_refusals, sum(by_action.values()) >= window
 
 
-def expiry_counts(*, now: datetime.datetime) -> tuple[int, int]:
-    """(consents that expire in the next EXPIRY_DAYS, consents already past their lifetime), from ConsentState."""
+def expiry_conditions(*, now: datetime.datetime) -> tuple[Q, Q]:
+    """(expires within EXPIRY_DAYS, already past its lifetime) as conditions on "given" ConsentState rows.
+
+    One range of the (purpose, action, effective_at) index per purpose with a lifetime; necessary purposes
+    never expire, as in `consents.services.consent_expire_due`."""
     soon = Q(pk__in=[])
     overdue = Q(pk__in=[])
-    purposes = ConsentPurpose.objects.filter(is_necessary=False).exclude(lifetime="")  # as the expiry task reads them
+    purposes = ConsentPurpose.objects.filter(is_necessary=False).exclude(lifetime="")
     for pk, lifetime in purposes.values_list("pk", "lifetime"):
         try:
             due_now = cutoff(now, lifetime)
@@ -69,7 +73,14 @@ def expiry_counts(*, now: datetime.datetime) -> tuple[int, int]:
             continue  # a lifetime the expiry task cannot read either; the purpose's page shows it
         soon |= Q(purpose_id=pk, effective_at__gte=due_now, effective_at__lt=due_later)
         overdue |= Q(purpose_id=pk, effective_at__lt=due_now)
-    counts = ConsentState.objects.filter(soon | overdue, action=ConsentEvent.Action.GIVEN).aggregate(
+    given = Q(action=ConsentEvent.Action.GIVEN)
+    return given & soon, given & overdue
+
+
+def expiry_counts(*, now: datetime.datetime) -> tuple[int, int]:
+    """(consents that expire in the next EXPIRY_DAYS, consents already past their lifetime), in one query."""
+    soon, overdue = expiry_conditions(now=now)
+    counts = ConsentState.objects.filter(soon | overdue).aggregate(
         soon=Count("pk", filter=soon), overdue=Count("pk", filter=overdue)
     )
     return counts["soon"] or 0, counts["overdue"] or 0
@@ -83,55 +94,45 @@ def active_restriction_counts(*, now: datetime.datetime) -> dict[str, int]:
     return {kind: counts.get(kind, 0) for kind in ProcessingRestriction.Kind.values}
 
 
-def _version_url(version: PolicyVersion) -> str:
-    return reverse("admin:consents_policyversion_change", args=[version.pk])
-
-
-def _policy_flags(*, now: datetime.datetime) -> list[Flag]:
-    """The version in force, the next one, and how far the newest one's notices have gone (PM-X-1, PM-X-2).
+def _policy_status(*, now: datetime.datetime) -> tuple[list[str], list[Flag], str]:
+    """PM-X-1, PM-X-2: words on the version in force and the next one, flags on how far the newest one's
+    notices have gone (each a link to the deliveries in that state), and the severity they call for.
 
     The first published version replaces nothing and sends no notice; later ones notify every account holder.
+    Account holders still to notify are not rows of any list yet, so they are told in words (up to NOTICE_CAP).
     """
     in_force = policy.policy_version_in_force(at=now)
     upcoming = policy.policy_version_upcoming(at=now)
-    flags = []
+    words, flags, severity = [], [], "ok"
     if in_force is None:
-        flags.append(
-            Flag("no published policy version in force", None, reverse("admin:consents_policyversion_changelist"), "red")
-        )
+        words.append("no published privacy policy version is in force")
+        severity = "red"
     else:
-        flags.append(
-            Flag(
-                f"policy in force: {in_force.label} (last updated {in_force.last_updated:%Y-%m-%d})",
-                None,
-                _version_url(in_force),
-                "ok",
-            )
-        )
+        words.append(f"policy {in_force.label} in force")
     if upcoming is not None:
-        when = timezone.localtime(upcoming.effective_at)
-        flags.append(Flag(f"policy {upcoming.label} takes effect {when:%Y-%m-%d}", None, _version_url(upcoming), "info"))
+        words.append(f"{upcoming.label} takes effect {timezone.localtime(upcoming.effective_at):%Y-%m-%d}")
     newest = upcoming or in_force
     if newest is None or policy.policy_version_previous(newest) is None:
-        return flags
+        return words, flags, severity
     Status = PolicyNoticeDelivery.Status
+    deliveries = reverse("admin:consents_policynoticedelivery_changelist")
     by_status = dict(PolicyNoticeDelivery.objects.filter(version=newest).order_by().values_list("status").annotate(n=Count("pk")))
-    sent = by_status.pop(Status.SENT, 0) + by_status.pop(Status.IN_SERVICE, 0)
-    failed = by_status.pop(Status.FAILED, 0)
-    in_flight = sum(by_status.values())  # claimed by a notice run, not yet confirmed sent
+    looks = {Status.SENT: "ok", Status.IN_SERVICE: "ok", Status.FAILED: "amber"}
+    for status, label in Status.choices:
+        if by_status.get(status):
+            url = f"{deliveries}?version__id__exact={newest.pk}&state={status}"
+            flags.append(Flag(f"{newest.label} notices: {label.lower()}", by_status[status], url, looks.get(status, "info")))
+    unconfirmed = notices.policy_notices_unconfirmed(version=newest, now=now).count()
+    if unconfirmed:
+        url = f"{deliveries}?version__id__exact={newest.pk}&state=unconfirmed"
+        flags.append(Flag(f"{newest.label} notices never confirmed sent (check the mail log)", unconfirmed, url, "red"))
     remaining = policy.policy_notice_recipients(version=newest).order_by()[:NOTICE_CAP].count()
-    url = _version_url(newest)
-    flags.append(Flag(f"accounts notified of {newest.label}", sent, url, "ok" if not (remaining or in_flight) else "info"))
     if remaining:
-        late = newest == in_force  # already in force while account holders are still to be told
-        label = f"accounts still to notify of {newest.label}" + (" (already in force)" if late else "")
-        label += " (at least)" if remaining >= NOTICE_CAP else ""
-        flags.append(Flag(label, remaining, url, "amber" if late else "info"))
-    if in_flight:
-        flags.append(Flag(f"notices of {newest.label} being sent or unconfirmed", in_flight, url, "info"))
-    if failed:
-        flags.append(Flag(f"notices of {newest.label} that failed", failed, url, "amber"))
-    return flags
+        more = "+" if remaining >= NOTICE_CAP else ""
+        words.append(f"{remaining}{more} account holders still to notify of {newest.label}")
+        if newest == in_force:  # already in force while account holders are still to be told
+            severity = "amber"
+    return words, flags, severity
 
 
 def render(request) -> Tile | None:
@@ -139,27 +140,22 @@ def render(request) -> Tile | None:
         return None
     now = timezone.now()
     events_url = reverse("admin:consents_consentevent_changelist")
+    recent_url = f"{events_url}?recent={RECENT_FILTER}"
     by_action, gpc_refusals, capped = recent_event_counts(now=now)
     total = sum(by_action.values())
     flags = [
         Flag(
             f"{ConsentEvent.Action(action).label.lower()} in {RECENT_DAYS} days",
             n,
-            f"{events_url}?action__exact={action}",
+            f"{recent_url}&action__exact={action}",
             "info",
         )
         for action, n in by_action.items()
         if n
     ]
     if gpc_refusals:
-        flags.append(
-            Flag(
-                f"refused by a Global Privacy Control signal in {RECENT_DAYS} days",
-                gpc_refusals,
-                f"{events_url}?method__exact=gpc",
-                "info",
-            )
-        )
+        url = f"{recent_url}&method__exact={ConsentEvent.Method.GPC}&action__exact={ConsentEvent.Action.REFUSED}"
+        flags.append(Flag(f"refused by a Global Privacy Control signal in {RECENT_DAYS} days", gpc_refusals, url, "info"))
     restrictions_url = reverse("admin:consents_processingrestriction_changelist")
     for kind, n in active_restriction_counts(now=now).items():
         if n:
@@ -168,19 +164,22 @@ def render(request) -> Tile | None:
     soon, overdue = expiry_counts(now=now)
     states_url = reverse("admin:consents_consentstate_changelist")
     if overdue:
-        flags.append(
-            Flag("consents past their lifetime not yet expired (is the expiry task running?)", overdue, states_url, "amber")
-        )
+        label = "consents past their lifetime not yet expired (is the expiry task running?)"
+        flags.append(Flag(label, overdue, f"{states_url}?expiry=overdue", "amber"))
     if soon:
-        flags.append(Flag(f"consents expiring in the next {EXPIRY_DAYS} days", soon, states_url, "info"))
+        flags.append(Flag(f"consents expiring in the next {EXPIRY_DAYS} days", soon, f"{states_url}?expiry=soon", "info"))
+    words, severity = [f"consent events in the last {RECENT_DAYS} days"], "ok"
     if request.user.has_perm("consents.view_policyversion"):
-        flags.extend(_policy_flags(now=now))
+        policy_words, policy_flags, severity = _policy_status(now=now)
+        words.extend(policy_words)
+        flags.extend(policy_flags)
     return Tile(
         title="Consents",
         value=f"{total}+" if capped else total,
-        url=events_url,
+        url=recent_url,
+        severity=severity,
         flags=flags,
-        description=f"consent events in the last {RECENT_DAYS} days",
+        description="; ".join(words),
     )
 
 
