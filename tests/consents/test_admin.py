@@ -550,3 +550,9 @@ def test_the_ledger_offers_the_import_of_historical_consents_to_the_dpo_only(cli
     assert (url("consentevent_import") in page) is offered
     assert url("consentevent_proof_search") in page
     assert (url("consentevent_record") in page) is (role != AUDITOR)
+
+
+def test_the_workbench_passes_the_admin_system_checks():
+    from django.core import checks
+
+    assert [e for e in checks.run_checks(tags=[checks.Tags.admin]) if e.is_serious()] == []
