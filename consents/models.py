@@ -29,6 +29,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from inventory.models import Purpose
+from retention.periods import parse_period
+
+
+def validate_lifetime(value: str) -> None:
+    """A consent lifetime is an ISO 8601 duration the retention periods parser accepts (P13M, P6M, P1Y)."""
+    if value:
+        parse_period(value)
 
 
 class AppendOnlyError(Exception):
@@ -66,7 +73,10 @@ class ConsentPurpose(models.Model):
         default=False, help_text="Sale or sharing in the CCPA sense: a Global Privacy Control signal refuses it."
     )
     lifetime = models.CharField(
-        max_length=40, blank=True, help_text="ISO 8601 duration after which a consent expires and is asked again, e.g. P13M."
+        max_length=40,
+        blank=True,
+        validators=[validate_lifetime],
+        help_text="ISO 8601 duration after which a consent expires and is asked again, e.g. P13M.",
     )
     dpv = models.CharField("DPV term", max_length=200, blank=True)
     policy_ref = models.CharField("policy clause", max_length=20, blank=True)
