@@ -9,7 +9,6 @@ from html.parser import HTMLParser
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
-from django.core.cache import cache
 from django.http import HttpResponse
 from django.template import Context, Template
 from django.test import Client
@@ -24,12 +23,6 @@ from tests.factories.accounts import UserFactory
 from tests.factories.consents import ConsentNoticeFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    """The database rolls back after each test; the cache (Redis in CI) must not remember a rolled-back row."""
-    cache.clear()
 
 
 CHOICE = settings.CONSENT_COOKIE_NAME
@@ -481,7 +474,6 @@ def test_pm_iii_3_signing_out_deletes_the_session_cookie(client, seeded):
 
 
 def test_pm_iii_5_the_beacon_counts_only_with_analytics_consent(client, seeded):
-    cache.clear()
     today = timezone.now().date()
     response = client.get("/beacon.gif")
     assert response["Content-Type"] == "image/gif" and response.content.startswith(b"GIF89a")

@@ -7,7 +7,6 @@ import json
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
-from django.core.cache import cache
 
 from consents import cookies
 from consents.models import ConsentEvent, ConsentState
@@ -16,12 +15,6 @@ from tests.factories.accounts import UserFactory
 from tests.factories.consents import purpose_with_notice
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    """The database rolls back after each test; the cache (Redis in CI) must not remember a rolled-back row."""
-    cache.clear()
 
 
 CHOICE = settings.CONSENT_COOKIE_NAME

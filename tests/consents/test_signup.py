@@ -5,7 +5,6 @@ import datetime
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.utils import timezone
 
 from consents import cookies
@@ -14,12 +13,6 @@ from privacyops.models import AuditEvent
 from tests.factories.accounts import UserFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    """The database rolls back after each test; the cache (Redis in CI) must not remember a rolled-back row."""
-    cache.clear()
 
 
 User = get_user_model()
