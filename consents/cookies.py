@@ -122,6 +122,13 @@ def choice_remember(request, choice: Choice) -> None:
     _forget(request)
 
 
+def choice_forget(request) -> None:
+    """Make this browser anonymous again: the middleware deletes the choice cookie and the cookies it allowed."""
+    request.consent_choice_forget = True
+    request.consent_choice_pending = None
+    _forget(request)
+
+
 def choice_cookie_set(response, request, choice: Choice) -> None:
     """Write the (strictly necessary) choice cookie. Only after a choice has been recorded in the ledger."""
     response.set_cookie(

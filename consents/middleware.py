@@ -83,6 +83,12 @@ class CookieConsentMiddleware:
         return None
 
     def process_response(self, request, response):
+        if getattr(request, "consent_choice_forget", False):
+            # Signed out: nothing of the last account's choices may stay to act for the next person.
+            for name in (settings.CONSENT_COOKIE_NAME, cookies.LANGUAGE_COOKIE, cookies.ANALYTICS_COOKIE):
+                if name in request.COOKIES:
+                    response.delete_cookie(name, samesite="Lax")
+            return response
         pending = getattr(request, "consent_choice_pending", None)
         if pending is not None:
             cookies.choice_cookie_set(response, request, pending)

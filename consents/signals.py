@@ -3,11 +3,15 @@
 The account's state then takes the choices made on that browser into account (`ledger.visitor_link`).
 A visitor id already joined to another account (a shared browser) is never joined again: the browser gets
 a fresh visitor id, so one person's banner clicks never decide another's consents.
+
+Signing out forgets the browser's choice: its visitor id stays joined to the account, so a banner click by
+whoever uses the browser next would otherwise change the account's consents. The next visitor starts
+anonymous (no cookie, the banner asks) under a new visitor id once they choose.
 """
 
 import uuid
 
-from django.contrib.auth.signals import user_logged_in
+from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.dispatch import receiver
 
 from . import cookies
@@ -28,3 +32,9 @@ def visitor_link_on_login(sender, request, user, **kwargs):
         fresh = cookies.Choice(visitor_id=uuid.uuid4())
         visitor_link(visitor_id=fresh.visitor_id, subject=user, method=method)
         cookies.choice_remember(request, fresh)
+
+
+@receiver(user_logged_out, dispatch_uid="consents.choice_forget_on_logout")
+def choice_forget_on_logout(sender, request, user, **kwargs):
+    if request is not None and hasattr(request, "COOKIES"):
+        cookies.choice_forget(request)

@@ -188,12 +188,27 @@ def test_pm_iii_6_sign_up_links_the_browser_with_method_signup(client, seeded):
     assert ConsentState.objects.filter(subject_ref=user.subject_ref, action="given").count() == 2
 
 
+def test_pm_iii_6_signing_out_forgets_the_choice_so_the_next_person_cannot_change_the_account(client, seeded):
+    client.post("/cookies/choice", {"choice": "refuse-all"}, **SAME_ORIGIN)
+    visitor_id = cookies.Choice.decode(client.cookies[CHOICE].value).visitor_id
+    user = UserFactory()
+    client.post("/signin", {"username": user.email, "password": PASSWORD})
+    response = client.post("/signout")
+    assert CHOICE in {name for name, morsel in response.cookies.items() if str(morsel["max-age"]) == "0"}
+    assert 'class="cookie-banner"' in client.get("/").content.decode()
+    # Whoever uses the browser next accepts everything: their own visitor id, not the account's.
+    client.post("/cookies/choice", {"choice": "accept-all"}, **SAME_ORIGIN)
+    assert cookies.Choice.decode(client.cookies[CHOICE].value).visitor_id != visitor_id
+    states = dict(ConsentState.objects.filter(subject_ref=user.subject_ref).values_list("purpose__code", "action"))
+    assert states == {"cookies-analytics": "refused", "cookies-functionality": "refused"}
+
+
 def test_pm_iii_6_a_browser_linked_to_someone_else_gets_a_fresh_visitor_id(client, seeded):
     client.post("/cookies/choice", {"choice": "accept-all"}, **SAME_ORIGIN)
     first_id = cookies.Choice.decode(client.cookies[CHOICE].value).visitor_id
     first, second = UserFactory(), UserFactory()
     client.post("/signin", {"username": first.email, "password": PASSWORD})
-    client.post("/signout")
+    del client.cookies[settings.SESSION_COOKIE_NAME]  # the browser closed without signing out
     response = client.post("/signin", {"username": second.email, "password": PASSWORD})
     fresh = cookies.Choice.decode(response.cookies[CHOICE].value)
     assert fresh.visitor_id != first_id and not fresh.categories
