@@ -6,9 +6,10 @@ the bearer token to a forged request. Subjects appear only by `subject_ref`, nev
 
 - Every answer comes from `consents.decisions.is_processing_allowed` (cached; see that module for why a
   check that starts after a withdrawal has committed never says "allowed").
-- Every request is charged to its key's per-minute budget in a fixed window kept in Django's cache; a batch
-  costs one unit per check. Over budget: 429 with Retry-After. A cache that fails lets requests through:
-  the limit protects capacity, not data.
+- Every request is charged to its key's per-minute budget in a fixed window kept in Django's cache (see
+  `_Budgets`: exact for small limits, within 1% per server process for large ones); a batch costs one
+  unit per check. Over budget: 429 with Retry-After. A cache that fails lets requests through: the limit
+  protects capacity, not data.
 - Every validation failure is a 400 whose body names the field; nothing is written. A consent event is
   written and its receipt built in one transaction, so a client never sees an error for a recorded event.
 - Error bodies: {"error": <code>, "message": <text>, "fields": {<field>: <text>}} (fields on 400 only).
@@ -22,10 +23,12 @@ import json
 import logging
 import math
 import re
+import threading
 import time
 import uuid
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.db import transaction
 from django.http import JsonResponse
@@ -106,29 +109,85 @@ def _authenticate(request, *, scope: str) -> ApiKey:
     return key
 
 
+class _Budgets:
+    """Per-key request budgets in fixed one-minute windows, shared by every server process through the cache.
+
+    Each process adds up its own requests and reports them to the shared counter in steps of 1% of the
+    key's limit (every request for limits under 100), reading back the total all processes reported. So a
+    request costs a cache round trip only at each step, and a key can overshoot its limit by less than one
+    step per server process; small limits are exact."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.windows: dict[tuple, list[int]] = {}  # (key, window) -> [not yet reported, shared total seen]
+
+    def charge(self, key: ApiKey, cost: int, now: float) -> int | None:
+        """Charge `cost`; the seconds until the next window when the key is over its limit, else None."""
+        window = int(now // RATE_WINDOW_SECONDS)
+        ident = (key.pk, key.prefix, window)
+        step = max(1, key.rate_limit_per_minute // 100)
+        with self.lock:
+            if ident not in self.windows:
+                self.windows = {k: v for k, v in self.windows.items() if k[2] >= window}
+                self.windows[ident] = [0, 0]
+            entry = self.windows[ident]
+            entry[0] += cost
+            report = entry[0] if entry[0] >= step else 0
+            entry[0] -= report
+        if report:
+            try:
+                total = _window_add(f"consents:api:rate:{key.pk}-{key.prefix}:{window}", report)
+            except Exception:
+                logger.warning("rate-limit cache unavailable; request of key %s let through", key.prefix, exc_info=True)
+                return None
+            with self.lock:
+                entry[1] = max(entry[1], total)
+        with self.lock:
+            used = entry[1] + entry[0]
+        if used > key.rate_limit_per_minute:
+            return max(1, math.ceil((window + 1) * RATE_WINDOW_SECONDS - now))
+        return None
+
+    def clear(self) -> None:
+        with self.lock:
+            self.windows.clear()
+
+
+BUDGETS = _Budgets()
+
+
 def rate_limit_charge(key: ApiKey, cost: int = 1) -> None:
     """Charge `cost` units to the key's current one-minute window; raises a 429 ApiError once over its limit."""
-    now = time.time()
-    window = int(now // RATE_WINDOW_SECONDS)
-    cache_key = f"consents:api:rate:{key.pk}:{window}"
-    try:
-        cache.add(cache_key, 0, timeout=RATE_WINDOW_SECONDS + 10)
-        try:
-            used = cache.incr(cache_key, cost)
-        except ValueError:  # the window expired between add and incr
-            cache.set(cache_key, cost, timeout=RATE_WINDOW_SECONDS + 10)
-            used = cost
-    except Exception:
-        logger.warning("rate-limit cache unavailable; request of key %s let through", key.prefix, exc_info=True)
-        return
-    if used > key.rate_limit_per_minute:
-        retry = max(1, math.ceil((window + 1) * RATE_WINDOW_SECONDS - now))
+    retry = BUDGETS.charge(key, cost, time.time())
+    if retry is not None:
         raise ApiError(
             429,
             "rate_limited",
             f"This key may make {key.rate_limit_per_minute} requests (checks) a minute; retry in {retry} s.",
             headers={"Retry-After": str(retry)},
         )
+
+
+def _window_add(cache_key: str, cost: int) -> int:
+    """Add `cost` to a counter that lives a little longer than its window; returns the new total.
+
+    On Redis one round trip (INCRBY and EXPIRE pipelined; the counter's key names its window, so renewing
+    the expiry is harmless). Django's own `incr` would take three (add, exists, incrby) on every request."""
+    timeout = RATE_WINDOW_SECONDS + 10
+    backend = caches["default"]  # `cache` is a proxy: isinstance needs the backend itself
+    if isinstance(backend, RedisCache):
+        key = backend.make_and_validate_key(cache_key)
+        pipe = backend._cache.get_client(key, write=True).pipeline(transaction=False)
+        pipe.incrby(key, cost)
+        pipe.expire(key, timeout)
+        used, _ = pipe.execute()
+        return int(used)
+    cache.add(cache_key, 0, timeout=timeout)
+    try:
+        return cache.incr(cache_key, cost)
+    except ValueError:  # the window expired between add and incr
+        cache.set(cache_key, cost, timeout=timeout)
+        return cost
 
 
 def api_view(*methods: str, scope: str | None = ApiKey.Scope.READ):

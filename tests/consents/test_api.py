@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import time
 import uuid
+from types import SimpleNamespace
 
 import jsonschema
 import pytest
@@ -18,7 +20,10 @@ from django.core.exceptions import ValidationError
 from django.test import Client
 from django.utils import timezone
 
-from consents.apikeys import apikey_authenticate, apikey_create, apikey_revoke
+from consents import api as consents_api
+from consents.api import BUDGETS, ApiError, rate_limit_charge
+from consents.apikeys import AUTH_MEMO_SECONDS, RECENT, apikey_authenticate, apikey_create, apikey_revoke
+from consents.decisions import decision_cache_clear
 from consents.ledger import consent_record
 from consents.models import ApiKey, ConsentEvent, ConsentPurpose, ConsentState
 from consents.receipts import receipt_schema
@@ -37,9 +42,19 @@ def check_url(subject_ref, code: str) -> str:
 @pytest.fixture(autouse=True)
 def clean_cache():
     """Rate-limit windows and decisions live in the cache; ids and versions recur between tests."""
-    cache.clear()
+    decision_cache_clear()
+    BUDGETS.clear()
     yield
-    cache.clear()
+    decision_cache_clear()
+    BUDGETS.clear()
+
+
+@pytest.fixture
+def frozen_window(monkeypatch):
+    """The API's clock stands still in the middle of a minute: no test straddles two rate windows."""
+    moment = (time.time() // 60) * 60 + 30
+    monkeypatch.setattr(consents_api, "time", SimpleNamespace(time=lambda: moment))
+    return moment
 
 
 @pytest.fixture
@@ -123,12 +138,27 @@ def test_apikey_last_used_is_written_at_most_once_a_minute(db, django_assert_num
     with django_assert_num_queries(2):  # the lookup, and the first use
         apikey_authenticate(token)
     first = ApiKey.objects.get(pk=key.pk).last_used_at
-    with django_assert_num_queries(1):  # within the minute: the lookup only
+    with django_assert_num_queries(0):  # remembered by this process for a few seconds
+        apikey_authenticate(token)
+    RECENT.clear()
+    with django_assert_num_queries(1):  # looked up again; used within the minute: no write
         apikey_authenticate(token)
     assert ApiKey.objects.get(pk=key.pk).last_used_at == first
     ApiKey.objects.filter(pk=key.pk).update(last_used_at=first - datetime.timedelta(minutes=2))
+    RECENT.clear()
     apikey_authenticate(token)
     assert ApiKey.objects.get(pk=key.pk).last_used_at > first - datetime.timedelta(minutes=2)
+
+
+def test_apikey_revoked_elsewhere_is_refused_within_the_memo_time(db, monkeypatch):
+    """Another process revoking: this one trusts its memo for at most AUTH_MEMO_SECONDS."""
+    key, token = apikey_create(actor=None, name="svc", scope="read")
+    assert apikey_authenticate(token) is not None
+    ApiKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())  # as the other process's commit leaves it
+    assert apikey_authenticate(token) is not None
+    later = time.monotonic() + AUTH_MEMO_SECONDS + 0.001
+    monkeypatch.setattr("consents.apikeys.time.monotonic", lambda: later)
+    assert apikey_authenticate(token) is None
 
 
 # --- Authentication, scope, rate limit --------------------------------------------------------------------------
@@ -143,7 +173,8 @@ def test_missing_or_bad_token_is_401_json(api, subject, authorization):
     assert response["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_revoked_key_is_401(api, subject):
+def test_revoked_key_is_401_at_once(api, subject):
+    assert api.get(check_url(subject.subject_ref, "marketing")).status_code == 200
     apikey_revoke(actor=None, key=api.read_key)
     assert api.get(check_url(subject.subject_ref, "marketing")).status_code == 401
 
@@ -159,21 +190,34 @@ def test_read_key_cannot_record_and_nothing_is_written(api, subject):
     assert events_written() == 0
 
 
-def test_rate_limit_is_429_with_retry_after(api, subject):
+def test_rate_limit_is_429_with_retry_after(api, subject, frozen_window):
     ApiKey.objects.filter(pk=api.read_key.pk).update(rate_limit_per_minute=2)
     url = check_url(subject.subject_ref, "marketing")
     assert [api.get(url).status_code for _ in range(2)] == [200, 200]
     response = api.get(url)
     assert response.status_code == 429
     assert response.json()["error"] == "rate_limited"
-    assert 1 <= int(response["Retry-After"]) <= 60
+    assert response["Retry-After"] == "30"
     assert api.get(url, key="write").status_code == 200  # budgets are per key
 
 
-def test_a_batch_costs_one_unit_per_check(api, subject):
+def test_a_batch_costs_one_unit_per_check(api, subject, frozen_window):
     ApiKey.objects.filter(pk=api.read_key.pk).update(rate_limit_per_minute=3)
     checks = [{"subject_ref": str(subject.subject_ref), "purpose": "marketing"}] * 4
     assert api.post(URL_CHECKS, {"checks": checks}, key="read").status_code == 429
+
+
+def test_large_limits_are_reported_to_the_shared_counter_in_steps_of_one_percent(db, frozen_window):
+    key, _token = apikey_create(actor=None, name="svc", scope="read", rate_limit_per_minute=1000)
+    shared = f"consents:api:rate:{key.pk}-{key.prefix}:{int(frozen_window // 60)}"
+    for _ in range(25):
+        rate_limit_charge(key)
+    assert cache.get(shared) == 20  # two steps of 10 reported; 5 still counted here only
+    for _ in range(975):
+        rate_limit_charge(key)
+    with pytest.raises(ApiError) as over:
+        rate_limit_charge(key)
+    assert over.value.status == 429
 
 
 def test_api_is_csrf_exempt_and_sets_no_cookie(api, subject):
@@ -231,7 +275,7 @@ def test_subjects_only_by_subject_ref(api, ref):
 def test_cached_check_through_the_api_is_two_queries(api, subject, django_assert_num_queries):
     url = check_url(subject.subject_ref, "marketing")
     api.get(url)
-    with django_assert_num_queries(2):  # the key, and the subject with its chain version
+    with django_assert_num_queries(1):  # the subject with its chain version (the key is remembered)
         assert api.get(url).status_code == 200
 
 

@@ -13,13 +13,14 @@ import uuid
 
 import pytest
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
 import consents.decisions as decisions
-from consents.decisions import CACHE_PREFIX, is_processing_allowed, is_processing_allowed_many
+from consents.decisions import CACHE_PREFIX, decision_cache_clear, is_processing_allowed, is_processing_allowed_many
 from consents.ledger import consent_record, visitor_link
 from consents.models import ConsentPurpose
 from consents.services import consent_expire_due, restriction_lift, restriction_place
@@ -31,9 +32,9 @@ MARKETING = "marketing-communications"
 
 @pytest.fixture(autouse=True)
 def clean_cache():
-    cache.clear()
+    decision_cache_clear()
     yield
-    cache.clear()
+    decision_cache_clear()
 
 
 def give(user, code=MARKETING, **kwargs):
@@ -259,7 +260,7 @@ def test_register_edits_reach_cached_answers_within_the_ttl(subject, settings):
     row.basis = type(row.basis).objects.get(code="consent")
     row.save()
     assert is_processing_allowed(subject, "model-improvement")  # cached, at most CONSENT_CACHE_SECONDS
-    cache.clear()  # what the TTL does
+    decision_cache_clear()  # what the TTL does
     assert not is_processing_allowed(subject, "model-improvement")
     settings.CONSENT_CACHE_SECONDS = 0
     row.basis = type(row.basis).objects.get(code="legitimate-interests")
@@ -294,6 +295,9 @@ def test_a_failing_cache_is_skipped(subject, monkeypatch):
         def set(self, *args, **kwargs):
             raise ConnectionError("cache down")
 
+        def clear(self):
+            pass
+
     monkeypatch.setattr(decisions, "cache", Broken())
     assert not is_processing_allowed(subject, MARKETING)
     give(subject)
@@ -324,8 +328,31 @@ def test_cached_batch_is_one_query_whatever_its_size(subject, django_assert_num_
 def test_uncached_check_reads_a_bounded_number_of_queries(subject, django_assert_max_num_queries):
     give(subject)
     for code in ("marketing", MARKETING, "cookies-necessary", "cookies-analytics", "model-improvement"):
-        cache.clear()
+        decision_cache_clear()
         # subject + chain, consent purpose, register purpose, jurisdictions, bases (theirs, general),
         # restrictions, consent purposes carrying the consent, their states
         with django_assert_max_num_queries(9):
             is_processing_allowed(subject, code)
+
+
+# --- The per-process copies (in front of Redis) -------------------------------------------------------------
+
+
+def test_local_copies_are_bounded_and_expire_with_the_shared_entry(settings):
+    settings.CONSENT_CACHE_SECONDS = 300
+    copies = decisions._LocalCopies(size=3)
+    for n in range(5):
+        copies.put(f"k{n}", {"valid_until": 1000.0, "stored_at": 0.0, "n": n})
+    assert set(copies.entries) == {"k2", "k3", "k4"}  # the least recently used went first
+    assert copies.get_many({"k2", "k4", "k0"}, now=299.0) == {
+        "k2": {"valid_until": 1000.0, "stored_at": 0.0, "n": 2},
+        "k4": copies.entries["k4"][0],
+    }
+    assert copies.get_many({"k3"}, now=300.0) == {}  # stored_at + CONSENT_CACHE_SECONDS
+    copies.put("soon", {"valid_until": 50.0, "stored_at": 0.0})
+    assert copies.get_many({"soon"}, now=50.0) == {}  # or valid_until, if sooner
+
+
+def test_local_copies_only_in_front_of_a_shared_cache():
+    shared = not isinstance(caches["default"], LocMemCache)
+    assert (decisions._local_copies() is not None) is shared

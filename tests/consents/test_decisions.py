@@ -14,7 +14,6 @@ import itertools
 import uuid
 
 import pytest
-from django.core.cache import cache
 from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
@@ -24,6 +23,7 @@ from consents.decisions import (
     Decision,
     UnknownPurpose,
     UnknownSubject,
+    decision_cache_clear,
     is_processing_allowed,
     is_processing_allowed_many,
     lifetime_end,
@@ -80,9 +80,9 @@ def isolated(request, register):
     Savepoints roll chain versions back, so a version can recur: no cached answer may outlive its test."""
     if "table" not in request.fixturenames:
         request.getfixturevalue("db")
-    cache.clear()
+    decision_cache_clear()
     yield
-    cache.clear()
+    decision_cache_clear()
 
 
 # --- The table ------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ import json
 import uuid
 
 import pytest
-from django.core.cache import cache
 from django.urls import get_resolver
 from jsonschema import Draft202012Validator
 from jsonschema_specifications import REGISTRY as SPECIFICATIONS
@@ -17,6 +16,7 @@ from referencing.exceptions import NoSuchResource
 
 from consents import api_urls
 from consents.apikeys import apikey_create
+from consents.decisions import decision_cache_clear
 from consents.openapi import META_SCHEMA_PATH, openapi_document
 from tests.factories.accounts import UserFactory
 
@@ -110,7 +110,7 @@ def _validator_for(component: str) -> Draft202012Validator:
 
 
 def test_real_answers_match_the_documented_schemas(client, db, seeded):
-    cache.clear()
+    decision_cache_clear()
     _key, read = apikey_create(actor=None, name="read", scope="read")
     _key, write = apikey_create(actor=None, name="write", scope="write")
     subject = UserFactory(country="GB", password=None)
