@@ -62,7 +62,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.cache import cache, caches
@@ -124,10 +124,16 @@ class Decision:
         return self.allowed
 
     def as_dict(self) -> dict:
-        """JSON-ready: `since` as ISO 8601 in UTC."""
-        data = asdict(self)
-        data["since"] = self.since.astimezone(datetime.UTC).isoformat() if self.since else None
-        return data
+        """JSON-ready: `since` as ISO 8601 in UTC. (Spelled out: `dataclasses.asdict` deep-copies, and every
+        API answer goes through here.)"""
+        return {
+            "allowed": self.allowed,
+            "basis": self.basis,
+            "since": self.since.astimezone(datetime.UTC).isoformat() if self.since else None,
+            "restricted": self.restricted,
+            "reason": self.reason,
+            "jurisdiction": self.jurisdiction,
+        }
 
 
 def is_processing_allowed(subject, purpose, *, at: datetime.datetime | None = None) -> Decision:
@@ -289,14 +295,15 @@ def _resolve(purpose) -> _Target:
 
 def lifetime_end(given_at: datetime.datetime, lifetime: str) -> datetime.datetime | None:
     """When a consent given at `given_at` stops counting: `given_at + lifetime` (`retention.periods.add_period`,
-    as the expiry job computes it). None when the purpose has no lifetime or an unreadable one."""
-    if not lifetime:
+    as the expiry job computes it). None when the purpose has no lifetime. An unreadable lifetime ends the
+    consent at once (`given_at`): fail closed, as the cookie check does, until the DPO corrects it."""
+    if not lifetime.strip():
         return None
     try:
         return add_period(given_at, lifetime)
-    except ValidationError:  # a bad lifetime is the register's error; it must not turn every answer into an error
-        logger.warning("consent purpose lifetime %r is not an ISO 8601 duration; ignored", lifetime)
-        return None
+    except ValidationError:
+        logger.error("consent purpose lifetime %r is not an ISO 8601 duration: its consents count as expired", lifetime)
+        return given_at
 
 
 def _primary(codes: list[str]) -> str | None:

@@ -295,6 +295,15 @@ def test_pm_iii_6_lapsed_consent_is_not_given_before_the_expiry_job_runs():
     assert is_processing_allowed(user, purpose, at=given_at + datetime.timedelta(days=30))
 
 
+def test_pm_iii_6_an_unreadable_lifetime_fails_closed():
+    user = subject_in("EU")
+    purpose = ConsentPurpose.objects.get(code="cookies-functionality")
+    consent_record(purpose=purpose, action=Action.GIVEN, method="api", subject=user)
+    ConsentPurpose.objects.filter(pk=purpose.pk).update(lifetime="thirteen months")
+    decision = is_processing_allowed(user, "cookies-functionality")
+    assert not decision and "expired" in decision.reason
+
+
 def test_pm_ix_6_objection_to_direct_marketing_wins_over_a_given_consent():
     user = subject_in("EU")
     consent_record(
