@@ -275,7 +275,8 @@ class ConsentEvent(models.Model):
         IMPORT = "import", "Import of historical consents"
         EXPIRY = "expiry", "Lifetime ended"
 
-    chain = models.ForeignKey(ConsentChain, on_delete=models.PROTECT, related_name="events")
+    # No index of its own: the (chain, seq) unique constraint leads with it.
+    chain = models.ForeignKey(ConsentChain, on_delete=models.PROTECT, related_name="events", db_index=False)
     seq = models.PositiveIntegerField(help_text="Position in the principal's chain, from 1.")
     subject_ref = models.UUIDField(null=True, blank=True)
     visitor_id = models.UUIDField(null=True, blank=True)
@@ -300,7 +301,7 @@ class ConsentEvent(models.Model):
         max_length=300, blank=True, help_text="For staff: the subject's documented instruction (ticket, letter reference)."
     )
     prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64, unique=True)
+    hash = models.CharField(max_length=64)
 
     objects = ConsentEventQuerySet.as_manager()
 
@@ -312,14 +313,25 @@ class ConsentEvent(models.Model):
         permissions = [("import_consentevent", "Can import historical consent events")]
         constraints = [
             models.UniqueConstraint(fields=["chain", "seq"], name="consent_event_unique_seq"),
+            # A constraint rather than unique=True: PostgreSQL then gets no second, LIKE-pattern index on the hash.
+            models.UniqueConstraint(fields=["hash"], name="consent_event_unique_hash"),
             models.CheckConstraint(
                 name="consent_event_one_principal",
                 condition=ONE_PRINCIPAL,
             ),
         ]
         indexes = [
-            models.Index(fields=["subject_ref", "purpose", "effective_at"], name="consent_event_subject_idx"),
-            models.Index(fields=["visitor_id", "purpose", "effective_at"], name="consent_event_visitor_idx"),
+            # Partial: an event is about an account or a visitor, never both, so each index holds only its own.
+            models.Index(
+                fields=["subject_ref", "purpose", "effective_at"],
+                name="consent_event_subject_idx",
+                condition=Q(subject_ref__isnull=False),
+            ),
+            models.Index(
+                fields=["visitor_id", "purpose", "effective_at"],
+                name="consent_event_visitor_idx",
+                condition=Q(visitor_id__isnull=False),
+            ),
         ]
         triggers = [
             pgtrigger.Protect(name="consent_event_append_only", operation=pgtrigger.Update | pgtrigger.Delete),
