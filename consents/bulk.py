@@ -308,7 +308,7 @@ class RowValidator:
         """The account's jurisdiction, as consent_record derives it; one lookup per (country, region)."""
         place = self.accounts[subject_ref]
         if place not in self._jurisdiction_of_place:
-            self._jurisdiction_of_place[place] = _jurisdiction_query(*place)
+            self._jurisdiction_of_place[place] = jurisdiction_code_for(*place)
         return self._jurisdiction_of_place[place]
 
     def notice_for(self, purpose: ConsentPurpose, *, version: str, language: str) -> ConsentNotice | bool | None:
@@ -428,7 +428,9 @@ def _as_uuid(value) -> uuid.UUID | None:
     return uuid.UUID(text) if _UUID.fullmatch(text) else None
 
 
-def _jurisdiction_query(country: str, region: str) -> str:
+def jurisdiction_code_for(country: str, region: str) -> str:
+    """An account's jurisdiction code from its country and region, as consent_record derives it (DEFAULT
+    when the register has none)."""
     from inventory.models import Jurisdiction
     from inventory.selectors import jurisdiction_for
 

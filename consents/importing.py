@@ -513,7 +513,7 @@ def _lines_check(cursor, *, now) -> dict:
 
     cursor.execute("CREATE TEMP TABLE consent_import_place (country text, region text, code text) ON COMMIT DROP")
     cursor.execute("SELECT DISTINCT country, region FROM consent_import_rows WHERE account_known")
-    places = [(country, region, bulk._jurisdiction_query(country, region)) for country, region in cursor.fetchall()]
+    places = [(country, region, bulk.jurisdiction_code_for(country, region)) for country, region in cursor.fetchall()]
     if places:
         cursor.executemany("INSERT INTO consent_import_place VALUES (%s, %s, %s)", places)
     return {"purposes": {p.pk: p.code for p in validator.purposes.values()}, "bad_languages": bad_languages}
