@@ -68,9 +68,20 @@ def empty_cache():
     policy versions, decisions and rate-limit counters of one test must not answer for the next."""
     from django.core.cache import cache
 
-    cache.clear()
+    from consents.api import BUDGETS
+    from consents.apikeys import RECENT
+    from consents.decisions import LOCAL_COPIES
+
+    def clear():
+        # The shared cache, and the per-process copies the consent API keeps beside it.
+        cache.clear()
+        LOCAL_COPIES.clear()
+        RECENT.clear()
+        BUDGETS.clear()
+
+    clear()
     yield
-    cache.clear()
+    clear()
 
 
 @pytest.fixture(autouse=True)

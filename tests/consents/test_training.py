@@ -11,7 +11,6 @@ import uuid
 from collections import Counter
 
 import pytest
-from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -19,7 +18,7 @@ from django.utils import timezone
 
 from chat.models import Feedback, Message
 from consents import tasks, training
-from consents.decisions import is_processing_allowed
+from consents.decisions import decision_cache_clear, is_processing_allowed
 from consents.ledger import consent_record
 from consents.models import ConsentEvent, ProcessingRestriction
 from consents.services import restriction_lift, restriction_place
@@ -536,7 +535,7 @@ def test_pm_ii_5_the_audit_event_names_the_staff_member_who_asked(tmp_path):
 
 
 def _queries(tmp_path, name, **kwargs) -> int:
-    cache.clear()  # every measurement starts without cached decisions
+    decision_cache_clear()  # every measurement starts without cached decisions (shared and per-process)
     with CaptureQueriesContext(connection) as ctx:
         build(tmp_path, name, **kwargs)
     return len(ctx.captured_queries)
