@@ -66,15 +66,23 @@ def media_root(settings, tmp_path):
 def empty_cache():
     """Each test starts with an empty cache (locmem lives as long as the process; Redis across runs): cached
     policy versions, decisions and rate-limit counters of one test must not answer for the next."""
-    from django.core.cache import cache
+    from django.core.cache import cache, caches
+    from django.core.cache.backends.redis import RedisCache
 
     from consents.api import BUDGETS
     from consents.apikeys import RECENT
     from consents.decisions import LOCAL_COPIES
 
     def clear():
-        # The shared cache, and the per-process copies the consent API keeps beside it.
-        cache.clear()
+        # The shared cache, and the per-process copies the consent API keeps beside it. On Redis only the
+        # cache's own keys go: FLUSHDB would also drop the broker's queues and bindings a worker test uses.
+        if isinstance(caches["default"], RedisCache):
+            client = caches["default"]._cache.get_client(write=True)
+            keys = list(client.scan_iter(match=caches["default"].make_key("*"), count=1000))
+            if keys:
+                client.delete(*keys)
+        else:
+            cache.clear()
         LOCAL_COPIES.clear()
         RECENT.clear()
         BUDGETS.clear()
