@@ -1,9 +1,10 @@
 """consents.bulk: historical events appended under the ledger's rules (issue 4 §7).
 
 The chain check here recomputes every hash with `ConsentEvent.compute_hash` and walks seq/prev_hash from
-the genesis hash, as the ledger defines a chain; events written by `consents.ledger.consent_record` and by
-the import are checked by the same function, so an imported chain is accepted exactly when a ledger-written
-one would be.
+the genesis hash, as the ledger defines a chain, and runs the project's own `consents.proof.chains_verify`
+(what `verify_consents` runs: chains, notice texts, states against the ledger). Events written by
+`consents.ledger.consent_record` and by the import go through the same checks, so an imported chain is
+accepted exactly when a ledger-written one would be.
 """
 
 import datetime
@@ -17,6 +18,7 @@ from django.utils import timezone
 from consents import bulk
 from consents.ledger import consent_record, state_from_ledger, state_of, visitor_link
 from consents.models import GENESIS_HASH, ConsentChain, ConsentEvent, ConsentState
+from consents.proof import chains_verify
 from privacyops.models import AuditEvent
 from tests.factories.accounts import UserFactory
 from tests.factories.consents import ConsentNoticeFactory, ConsentPurposeFactory, PolicyVersionFactory
@@ -47,7 +49,13 @@ def chain_problems(chain: ConsentChain) -> list[str]:
 
 
 def all_chain_problems() -> list[str]:
-    return [problem for chain in ConsentChain.objects.all() for problem in chain_problems(chain)]
+    """This module's recomputation, and the project's own verification (`verify_consents`) of every chain and
+    of every principal's state."""
+    problems = [problem for chain in ConsentChain.objects.all() for problem in chain_problems(chain)]
+    summary = chains_verify()
+    if not summary.ok:
+        problems.append(f"consents.proof.chains_verify: {summary.as_dict()}")
+    return problems
 
 
 def states_match_ledger(subject_refs) -> bool:
