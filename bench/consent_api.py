@@ -36,7 +36,9 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import quote, urlparse
+from urllib.parse import urlparse
+
+from bench import _scratch
 
 SMOKE = {"subjects": 40, "requests": 400, "laps": 60, "rounds": 2}
 PREFIX = f"privacyops_bench_api_{os.getpid()}"
@@ -56,14 +58,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _database_url(settings_dict: dict, name: str) -> str:
-    credentials = quote(settings_dict["USER"] or "", safe="")
-    if settings_dict["PASSWORD"]:
-        credentials += ":" + quote(settings_dict["PASSWORD"], safe="")
-    host = f"{credentials}@" if credentials else ""
-    return f"postgres://{host}{settings_dict['HOST'] or 'localhost'}:{settings_dict['PORT'] or 5432}/{name}"
 
 
 def _redis_reachable(url: str) -> bool:
@@ -103,19 +97,6 @@ def _prepare(name: str, *, subjects: int) -> dict:
     _write, write_token = apikey_create(actor=None, name="bench-write", scope="write", rate_limit_per_minute=limit)
     connection.close()
     return {"refs": refs, "read": read_token, "write": write_token}
-
-
-def _drop(settings_dict: dict, name: str) -> None:
-    import psycopg
-
-    params = {
-        "host": settings_dict["HOST"] or "localhost",
-        "port": settings_dict["PORT"] or 5432,
-        "user": settings_dict["USER"] or None,
-        "password": settings_dict["PASSWORD"] or None,
-    }
-    with psycopg.connect(dbname="postgres", autocommit=True, **{k: v for k, v in params.items() if v is not None}) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --- The server -------------------------------------------------------------------------------------------
@@ -366,7 +347,7 @@ def main(argv=None) -> int:
     try:
         data = _prepare(PREFIX, subjects=args.subjects)  # new subject_refs: no cached answer can match them
         server = Server(
-            database_url=_database_url(settings_dict, PREFIX),
+            database_url=_scratch.Server(settings_dict).url(PREFIX),
             redis_url=settings.REDIS_URL,
             workers=args.workers,
             threads=args.threads,
@@ -397,7 +378,7 @@ def main(argv=None) -> int:
         if server is not None:
             server.stop()
         connection.close()
-        _drop(settings_dict, PREFIX)
+        _scratch.Server(settings_dict).drop(PREFIX)
 
 
 if __name__ == "__main__":

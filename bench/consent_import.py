@@ -32,9 +32,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 from bench import _consent_import_data as data
+from bench._scratch import Server, proc_status_kb, use_database
 
 SMOKE_ROWS, SMOKE_ADMIN_ROWS = 1000, 40
 PREFIX = f"privacyops_bench_consent_import_{os.getpid()}"
@@ -50,61 +50,6 @@ def _setup_django():
     from django.conf import settings
 
     settings.DEBUG = False  # no query log inside the measurements
-
-
-def _peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-class Server:
-    """The PostgreSQL server of the configured database: connections and scratch databases on it."""
-
-    def __init__(self, settings_dict: dict):
-        self.params = {
-            "host": settings_dict["HOST"] or "localhost",
-            "port": settings_dict["PORT"] or 5432,
-            "user": settings_dict["USER"] or None,
-            "password": settings_dict["PASSWORD"] or None,
-        }
-        self.created: list[str] = []
-
-    def connect(self, dbname: str, *, autocommit: bool = False):
-        import psycopg
-
-        return psycopg.connect(dbname=dbname, autocommit=autocommit, **{k: v for k, v in self.params.items() if v is not None})
-
-    def url(self, dbname: str) -> str:
-        credentials = quote(self.params["user"] or "", safe="")
-        if self.params["password"]:
-            credentials += ":" + quote(self.params["password"], safe="")
-        return f"postgres://{credentials + '@' if credentials else ''}{self.params['host']}:{self.params['port']}/{dbname}"
-
-    def copy(self, template: str, name: str) -> str:
-        self.drop(name)
-        with self.connect("postgres", autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY')
-        self.created.append(name)
-        return name
-
-    def drop(self, name: str) -> None:
-        with self.connect("postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    def drop_all(self) -> None:
-        for name in reversed(self.created):
-            self.drop(name)
-
-
-def _use_database(name: str) -> None:
-    from django.db import connection
-
-    connection.close()
-    connection.settings_dict["NAME"] = name
 
 
 # --- The data ------------------------------------------------------------------------------------------
@@ -302,9 +247,9 @@ def main(argv=None) -> int:
         data.csv_write(copy_file, refs, rows=rows, seed=args.seed, now=now)
         base = f"{PREFIX}_base"
         _prepare(server, base, refs, seed=args.seed, now=now)
-        _use_database(base)
+        use_database(base)
         dpo_email = _dpo_create()
-        _use_database("postgres")
+        use_database("postgres")
         print(
             f"built in {time.perf_counter() - started:.1f}s: {subjects} accounts; files of "
             f"{admin_file.stat().st_size / 1e6:.1f} MB and {copy_file.stat().st_size / 1e6:.1f} MB",
@@ -315,10 +260,10 @@ def main(argv=None) -> int:
         admin: dict[str, dict] = {}
         for label, resource_class in (("default", DefaultConsentEventResource), ("tuned", ConsentEventResource)):
             name = server.copy(base, f"{PREFIX}_{label}")
-            _use_database(name)
+            use_database(name)
             admin[label] = _admin_run(resource_class, admin_file, actor_email=dpo_email)
             problems[f"admin {label}"] = _check(admin_rows, sample_chains=None)
-            _use_database("postgres")
+            use_database("postgres")
             server.drop(name)
             total = sum(admin[label].values())
             print(
@@ -337,8 +282,8 @@ def main(argv=None) -> int:
             f"raw COPY : {raw_seconds:8.2f}s, {loaded / raw_seconds:10,.0f} rows/s ({loaded} rows into a bare table)", flush=True
         )
         name = server.copy(base, f"{PREFIX}_copy")
-        _use_database(name)
-        rss_before = _peak_rss_mb()
+        use_database(name)
+        rss_before = proc_status_kb("VmHWM") / 1024
         start = time.perf_counter()
         report = consent_file_import(path=copy_file, dry_run=False, max_errors=5)
         ours = time.perf_counter() - start
@@ -346,9 +291,9 @@ def main(argv=None) -> int:
             raise SystemExit("the COPY path refused the file: " + "; ".join(str(e) for e in report.errors))
         phases = ", ".join(f"{phase} {seconds:.2f}s" for phase, seconds in report.timings.items())
         print(f"our COPY : {ours:8.2f}s, {rows / ours:10,.0f} rows/s ({phases})", flush=True)
-        print(f"           peak RSS {_peak_rss_mb():.0f} MB (before the import {rss_before:.0f} MB)", flush=True)
+        print(f"           peak RSS {proc_status_kb('VmHWM') / 1024:.0f} MB (before the import {rss_before:.0f} MB)", flush=True)
         problems["copy path"] = _check(rows, sample_chains=SAMPLE_CHAINS)
-        _use_database("postgres")
+        use_database("postgres")
         server.drop(name)
         copy_vs_raw = raw_seconds / ours
 

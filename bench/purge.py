@@ -30,9 +30,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 from bench import _purge_data as purge_data
+from bench._scratch import Server, proc_status_kb, use_database
 
 RULES = (
     # code, category, period: the bench's own rules, created enabled and confirmed in the scratch database.
@@ -59,69 +59,7 @@ def _mb(kilobytes: int) -> float:
     return kilobytes / 1024
 
 
-def _proc_status(key: str) -> int:
-    """A value in kB from /proc/self/status (VmHWM: peak resident set; VmRSS: current)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
 # --- Databases ---------------------------------------------------------------------------------------
-
-
-class Server:
-    """The PostgreSQL server of the configured database: connections and scratch databases on it."""
-
-    def __init__(self, settings_dict: dict):
-        self.params = {
-            "host": settings_dict["HOST"] or "localhost",
-            "port": settings_dict["PORT"] or 5432,
-            "user": settings_dict["USER"] or None,
-            "password": settings_dict["PASSWORD"] or None,
-        }
-        self.created: list[str] = []
-
-    def connect(self, dbname: str, *, autocommit: bool = False):
-        import psycopg
-
-        params = {key: value for key, value in self.params.items() if value is not None}
-        return psycopg.connect(dbname=dbname, autocommit=autocommit, **params)
-
-    def url(self, dbname: str) -> str:
-        credentials = quote(self.params["user"] or "", safe="")
-        if self.params["password"]:
-            credentials += ":" + quote(self.params["password"], safe="")
-        host = f"{credentials}@" if credentials else ""
-        return f"postgres://{host}{self.params['host']}:{self.params['port']}/{dbname}"
-
-    def _admin(self, sql: str) -> None:
-        with self.connect("postgres", autocommit=True) as conn:
-            conn.execute(sql)
-
-    def copy(self, template: str, name: str) -> str:
-        """A new database with the template's content; FILE_COPY copies files instead of WAL-logging each block."""
-        self.drop(name)
-        self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY')
-        self.created.append(name)
-        return name
-
-    def drop(self, name: str) -> None:
-        self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    def drop_all(self) -> None:
-        for name in reversed(self.created):
-            self.drop(name)
-
-
-def _use_database(name: str) -> None:
-    """Point Django's connection at another database of the same server."""
-    from django.db import connection
-
-    connection.close()
-    connection.settings_dict["NAME"] = name
 
 
 def _prepare_schema(server: Server, name: str) -> None:
@@ -245,7 +183,7 @@ def _naive_purge(name: str, data) -> dict[str, int]:
     def held(path):
         return Exists(LegalHold.objects.filter(subject=OuterRef(path), lifted_at__isnull=True))
 
-    _use_database(name)
+    use_database(name)
     deleted: dict[str, int] = {}
     held_feedback = Feedback.objects.filter(message=OuterRef("pk")).filter(held("user"))
     for queryset in (
@@ -288,7 +226,7 @@ def _engine_run(batch: int) -> int:
     from retention.services import purge_run_start
 
     worker = f"bench-{os.getpid()}"
-    rss_before = _proc_status("VmRSS")
+    rss_before = proc_status_kb("VmRSS")
     report: dict = {"runs": []}
     start = time.perf_counter()
     for code, _category, _period in RULES:
@@ -305,7 +243,7 @@ def _engine_run(batch: int) -> int:
         report["runs"].append({"rule": code, "batches": run.batches_done, "counts": run.counts})
     report["seconds"] = time.perf_counter() - start
     report["rss_before_kb"] = rss_before
-    report["peak_rss_kb"] = _proc_status("VmHWM")
+    report["peak_rss_kb"] = proc_status_kb("VmHWM")
     print(json.dumps(report), flush=True)
     return 0
 
