@@ -341,8 +341,16 @@ class LedgerChangeList(ChangeList):
         return ["-pk"]
 
 
+class PrincipalColumnMixin:
+    """The "subject or visitor" column of the ledger's tables (each row is about an account or a visitor)."""
+
+    @admin.display(description="subject or visitor")
+    def principal(self, obj):
+        return _principal(obj.subject_ref, obj.visitor_id)
+
+
 @admin.register(ConsentEvent)
-class ConsentEventAdmin(ConsentImportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class ConsentEventAdmin(PrincipalColumnMixin, ConsentImportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """The ledger (PM-0-2): every consent given, refused, withdrawn or expired; read-only, searched exactly."""
 
     list_display = (
@@ -422,10 +430,6 @@ class ConsentEventAdmin(ConsentImportMixin, ReadOnlyAdminMixin, admin.ModelAdmin
         return queryset.filter(own), False
 
     # Columns and fields ----------------------------------------------------------------------------------
-
-    @admin.display(description="subject or visitor")
-    def principal(self, obj):
-        return _principal(obj.subject_ref, obj.visitor_id)
 
     @admin.display(description="action")
     def action_badge(self, obj):
@@ -636,7 +640,7 @@ class ExpiryFilter(admin.SimpleListFilter):
 
 
 @admin.register(ConsentState)
-class ConsentStateAdmin(ExactIdentifierSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class ConsentStateAdmin(PrincipalColumnMixin, ExactIdentifierSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """The current consent per principal and purpose: a cache of the ledger, rebuilt from it, never edited."""
 
     list_display = ("principal", "purpose", "action_badge", "effective_at", "event_link", "updated_at")
@@ -654,10 +658,6 @@ class ConsentStateAdmin(ExactIdentifierSearchMixin, ReadOnlyAdminMixin, admin.Mo
     fields = ("principal", "purpose", "action", "effective_at", "event_link", "updated_at")
     readonly_fields = fields
 
-    @admin.display(description="subject or visitor")
-    def principal(self, obj):
-        return _principal(obj.subject_ref, obj.visitor_id)
-
     @admin.display(description="state")
     def action_badge(self, obj):
         return badge(obj.get_action_display(), ACTION_SEVERITY.get(obj.action, "info"))
@@ -668,7 +668,7 @@ class ConsentStateAdmin(ExactIdentifierSearchMixin, ReadOnlyAdminMixin, admin.Mo
 
 
 @admin.register(ConsentChain)
-class ConsentChainAdmin(ExactIdentifierSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class ConsentChainAdmin(PrincipalColumnMixin, ExactIdentifierSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """One hash chain per principal; its page checks the chain now."""
 
     list_display = ("principal", "length", "version", "short_head", "updated_at")
@@ -683,10 +683,6 @@ class ConsentChainAdmin(ExactIdentifierSearchMixin, ReadOnlyAdminMixin, admin.Mo
     actions = None
     fields = ("principal", "length", "version", "head_hash", "updated_at", "chain_check", "events_link")
     readonly_fields = fields
-
-    @admin.display(description="subject or visitor")
-    def principal(self, obj):
-        return _principal(obj.subject_ref, obj.visitor_id)
 
     @admin.display(description="head")
     def short_head(self, obj):
