@@ -1,16 +1,11 @@
 from django.contrib import admin
-from django.http import HttpResponse
 from django.urls import include, path
-from django.views.decorators.http import require_GET
 
-
-@require_GET
-def healthz(request):
-    return HttpResponse("ok", content_type="text/plain")
-
+from privacyops.health import healthz, readyz
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
     path("", include("consents.urls")),
 ]
