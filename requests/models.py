@@ -1,0 +1,341 @@
+"""Rights requests (POLICY-MAP section IX): the request, its timeline, its clock and the rules of the clock.
+
+The workflow is a table (`MOVES`): a status may only move to the statuses listed for it, and
+`requests.services` refuses anything else with a clear error. The database keeps the invariants that do
+not depend on the table: a closed request has its closing time and only a closed one does; a duplicate
+points at the request it duplicates; a request on hold says why and where it goes back to; and one
+person has at most one open request per right (a partial unique index), so two submissions racing each
+other cannot both open.
+
+The clock (`requests.deadlines`) reads `DeadlineRule` rows: data the DPO edits in the admin, seeded with
+the statutory periods and the article each comes from.
+"""
+
+from __future__ import annotations
+
+import pgtrigger
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from inventory.models import Jurisdiction
+
+
+class Right(models.TextChoices):
+    """The rights a person can exercise (PM-IX-1 ... PM-IX-6, PM-VIII-2)."""
+
+    ACCESS = "access", "Access (a copy of my data)"
+    PORTABILITY = "portability", "Portability (my data in a machine-readable file)"
+    ERASURE = "erasure", "Erasure"
+    RECTIFICATION = "rectification", "Rectification"
+    RESTRICTION = "restriction", "Restriction of processing"
+    OBJECTION = "objection", "Objection to processing"
+    WITHDRAW_CONSENT = "withdraw_consent", "Withdrawal of consent"
+    CHILD_REPORT = "child_report", "Report of a child's account"
+
+
+class Status(models.TextChoices):
+    RECEIVED = "received", "Received"
+    AWAITING_VERIFICATION = "awaiting_verification", "Awaiting verification"
+    IN_PROGRESS = "in_progress", "In progress"
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+    FULFILLING = "fulfilling", "Fulfilling"
+    ON_HOLD = "on_hold", "On hold"
+    COMPLETED = "completed", "Completed"
+    PARTIALLY_COMPLETED = "partially_completed", "Partially completed"
+    REJECTED = "rejected", "Rejected"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+    DUPLICATE = "duplicate", "Closed as a duplicate"
+    UNVERIFIED = "unverified", "Closed unverified"
+
+
+OPEN_STATUSES = frozenset(
+    {
+        Status.RECEIVED,
+        Status.AWAITING_VERIFICATION,
+        Status.IN_PROGRESS,
+        Status.AWAITING_APPROVAL,
+        Status.FULFILLING,
+        Status.ON_HOLD,
+    }
+)
+CLOSED_STATUSES = frozenset(set(Status) - OPEN_STATUSES)
+
+# The workflow. On hold, rejected and withdrawn are reachable from every open state (added below); a
+# request on hold goes back to the status it was put on hold from (`RightsRequest.held_from`), which the
+# service checks against this same table.
+MOVES: dict[str, frozenset[str]] = {
+    Status.RECEIVED: frozenset({Status.AWAITING_VERIFICATION, Status.IN_PROGRESS, Status.DUPLICATE}),
+    Status.AWAITING_VERIFICATION: frozenset({Status.IN_PROGRESS, Status.UNVERIFIED}),
+    Status.IN_PROGRESS: frozenset({Status.AWAITING_APPROVAL}),
+    Status.AWAITING_APPROVAL: frozenset({Status.FULFILLING, Status.IN_PROGRESS}),
+    Status.FULFILLING: frozenset({Status.COMPLETED, Status.PARTIALLY_COMPLETED}),
+    Status.ON_HOLD: frozenset(),
+}
+for _status in OPEN_STATUSES:
+    MOVES[_status] = MOVES[_status] | {Status.REJECTED, Status.WITHDRAWN} | ({Status.ON_HOLD} - {_status})
+for _status in CLOSED_STATUSES:
+    MOVES[_status] = frozenset()
+
+
+class Channel(models.TextChoices):
+    WEB = "web", "Web form"
+    EMAIL = "email", "Email"
+    POST = "post", "Post"
+    PHONE = "phone", "Phone"
+
+
+class Requester(models.TextChoices):
+    SUBJECT = "subject", "The data subject"
+    AGENT = "agent", "An authorised agent"
+
+
+class HoldReason(models.TextChoices):
+    """Why a request is on hold. Only the first two can stop the legal clock, and only where the
+    jurisdiction's rule pauses for them (`DeadlineRule.pauses_for_verification`)."""
+
+    AWAITING_VERIFICATION = "verification", "Awaiting proof of identity or authority"
+    AWAITING_CLARIFICATION = "clarification", "Awaiting clarification from the requester"
+    INTERNAL = "internal", "Internal (the clock keeps running)"
+
+
+CLOCK_STOPPING_HOLDS = frozenset({HoldReason.AWAITING_VERIFICATION, HoldReason.AWAITING_CLARIFICATION})
+
+
+class PeriodUnit(models.TextChoices):
+    CALENDAR_MONTHS = "calendar_months", "calendar months"
+    CALENDAR_DAYS = "calendar_days", "calendar days"
+    BUSINESS_DAYS = "business_days", "business days (Monday to Friday)"
+    HOURS = "hours", "hours"
+
+
+class DeadlineRule(models.Model):
+    """PM-IX-9: how long a jurisdiction gives us to answer one right (or, with `right` empty, every right
+    it has no row of its own for). Data, not code: the DPO edits it; `requests.deadlines` applies it."""
+
+    jurisdiction = models.ForeignKey(Jurisdiction, on_delete=models.PROTECT, related_name="deadline_rules")
+    right = models.CharField(
+        max_length=20, choices=Right.choices, blank=True, help_text="Empty: every right without its own row."
+    )
+    period_value = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    period_unit = models.CharField(max_length=16, choices=PeriodUnit.choices)
+    extension_value = models.PositiveIntegerField(default=0, help_text="0: the period cannot be extended.")
+    extension_unit = models.CharField(max_length=16, choices=PeriodUnit.choices, blank=True)
+    extensions_allowed = models.PositiveSmallIntegerField(default=0, help_text="How many times it may be extended.")
+    pauses_for_verification = models.BooleanField(
+        default=False, help_text="The clock stops while we wait for proof of identity or for clarification."
+    )
+    rolls_to_working_day = models.BooleanField(
+        default=False, help_text="A period ending on a Saturday or Sunday ends on the next Monday instead."
+    )
+    acknowledge_value = models.PositiveIntegerField(null=True, blank=True, help_text="Acknowledge receipt within this.")
+    acknowledge_unit = models.CharField(max_length=16, choices=PeriodUnit.choices, blank=True)
+    citation = models.CharField(max_length=300, help_text="The article or regulation the row comes from.")
+    notes = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["jurisdiction__code", "right"]
+        constraints = [
+            models.UniqueConstraint(fields=["jurisdiction", "right"], name="deadline_rule_one_per_right"),
+            models.CheckConstraint(
+                name="deadline_rule_extension_has_unit",
+                condition=Q(extension_value=0, extensions_allowed=0) | (Q(extension_value__gt=0) & ~Q(extension_unit="")),
+            ),
+            models.CheckConstraint(
+                name="deadline_rule_acknowledgement_has_unit",
+                condition=Q(acknowledge_value__isnull=True) | ~Q(acknowledge_unit=""),
+            ),
+        ]
+
+    def __str__(self):
+        right = self.get_right_display() if self.right else "every right"
+        return f"{self.jurisdiction.code}, {right}: {self.period_value} {self.get_period_unit_display()}"
+
+    def clean(self):
+        if self.extension_value and self.extensions_allowed == 0:
+            raise ValidationError({"extensions_allowed": "Say how many times the period may be extended (at least 1)."})
+        if self.extensions_allowed and not self.extension_value:
+            raise ValidationError({"extension_value": "Give the length of an extension."})
+
+
+class RightsRequest(models.Model):
+    """One request by a data subject or their agent to exercise a right (PM-IX-1 ... PM-IX-9).
+
+    `subject` is the account, if the requester has one; `subject_ref` stays when the account is erased,
+    so the request's own record (kept by legal duty) names nobody directly. `due_at` is the legal
+    deadline as last computed (extensions and clock-stopping holds included)."""
+
+    reference = models.CharField(max_length=20, unique=True, editable=False, help_text="DSR-<year>-<number>")
+    subject = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="rights_requests"
+    )
+    subject_ref = models.UUIDField(null=True, blank=True, db_index=True, editable=False)
+    requester = models.CharField(max_length=8, choices=Requester.choices, default=Requester.SUBJECT)
+    agent_name = models.CharField(max_length=200, blank=True)
+    agent_authority = models.FileField(
+        upload_to="requests/authority/%Y/", blank=True, help_text="The agent's proof of authority (PM-XI-2)."
+    )
+    agent_verified_at = models.DateTimeField(null=True, blank=True, editable=False)
+    agent_verified_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    contact_email = models.EmailField()
+    jurisdiction = models.ForeignKey(Jurisdiction, on_delete=models.PROTECT, related_name="rights_requests")
+    right = models.CharField(max_length=20, choices=Right.choices)
+    details = models.TextField(blank=True)
+    channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.WEB)
+    status = models.CharField(max_length=24, choices=Status.choices, default=Status.RECEIVED)
+    held_from = models.CharField(max_length=24, choices=Status.choices, blank=True, editable=False)
+    hold_reason = models.CharField(max_length=16, choices=HoldReason.choices, blank=True, editable=False)
+    received_at = models.DateTimeField(default=timezone.now)
+    acknowledged_at = models.DateTimeField(null=True, blank=True, editable=False)
+    verified_at = models.DateTimeField(null=True, blank=True, editable=False)
+    due_at = models.DateTimeField(editable=False)
+    extended_due_at = models.DateTimeField(null=True, blank=True, editable=False)
+    extensions_used = models.PositiveSmallIntegerField(default=0, editable=False)
+    extension_reason = models.TextField(blank=True, editable=False)
+    extension_notice_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
+    reminders_sent = models.JSONField(
+        default=list, blank=True, editable=False, help_text="Reminder marks sent: half, four_fifths, overdue."
+    )
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_rights_requests"
+    )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    approved_at = models.DateTimeField(null=True, blank=True, editable=False)
+    closed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    outcome = models.TextField(blank=True, editable=False)
+    duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="duplicates", editable=False
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+        help_text="The staff member who logged it; empty when the requester submitted it.",
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["due_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subject_ref", "right"],
+                condition=Q(subject_ref__isnull=False, status__in=sorted(OPEN_STATUSES)),
+                name="rights_request_one_open_per_right",
+            ),
+            models.CheckConstraint(name="rights_request_known_status", condition=Q(status__in=Status.values)),
+            models.CheckConstraint(name="rights_request_known_right", condition=Q(right__in=Right.values)),
+            models.CheckConstraint(
+                name="rights_request_closed_iff_closed_at",
+                condition=Q(status__in=sorted(CLOSED_STATUSES), closed_at__isnull=False)
+                | Q(status__in=sorted(OPEN_STATUSES), closed_at__isnull=True),
+            ),
+            models.CheckConstraint(
+                name="rights_request_duplicate_points_at_original",
+                condition=Q(status=Status.DUPLICATE, duplicate_of__isnull=False)
+                | (~Q(status=Status.DUPLICATE) & Q(duplicate_of__isnull=True)),
+            ),
+            models.CheckConstraint(
+                name="rights_request_hold_has_reason",
+                condition=Q(status=Status.ON_HOLD, hold_reason__gt="", held_from__gt="")
+                | (~Q(status=Status.ON_HOLD) & Q(hold_reason="", held_from="")),
+            ),
+            models.CheckConstraint(name="rights_request_due_after_receipt", condition=Q(due_at__gte=models.F("received_at"))),
+            models.CheckConstraint(
+                name="rights_request_agent_named", condition=Q(requester=Requester.SUBJECT) | ~Q(agent_name="")
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "due_at"], name="rights_request_queue_idx"),
+            models.Index(fields=["assignee", "status"], name="rights_request_assignee_idx"),
+        ]
+        permissions = [
+            ("approve_rightsrequest", "Can approve a rights request other than erasure"),
+            ("approve_erasure_rightsrequest", "Can approve an erasure request"),
+            ("view_personal_data_rightsrequest", "Can open the subject's data summary of a request"),
+        ]
+
+    def __str__(self):
+        return f"{self.reference} ({self.get_right_display()})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+    @property
+    def effective_due_at(self):
+        """The deadline in force: the extended one when the period was extended."""
+        return self.extended_due_at or self.due_at
+
+
+class RequestPause(models.Model):
+    """A stretch of time a request was on hold. `stops_clock` is decided when the hold starts: true only for
+    a verification or clarification hold in a jurisdiction whose rule pauses (see `HoldReason`)."""
+
+    request = models.ForeignKey(RightsRequest, on_delete=models.CASCADE, related_name="pauses")
+    reason = models.CharField(max_length=16, choices=HoldReason.choices)
+    note = models.TextField(blank=True)
+    stops_clock = models.BooleanField()
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["started_at"]
+        constraints = [
+            models.CheckConstraint(
+                name="request_pause_ends_after_start",
+                condition=Q(ended_at__isnull=True) | Q(ended_at__gte=models.F("started_at")),
+            ),
+            models.UniqueConstraint(fields=["request"], condition=Q(ended_at__isnull=True), name="request_pause_one_open"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_reason_display()} from {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class RequestEvent(models.Model):
+    """One entry of a request's timeline: a move, a note, an email, a job (append-only, like the audit trail;
+    the audit trail gets its own event for each)."""
+
+    class Kind(models.TextChoices):
+        MOVE = "move", "Status change"
+        NOTE = "note", "Note"
+        EMAIL = "email", "Email sent"
+        JOB = "job", "Job"
+        ASSIGN = "assign", "Assigned"
+        VERIFY = "verify", "Verified"
+        EXTEND = "extend", "Deadline extended"
+        REMINDER = "reminder", "Reminder"
+
+    request = models.ForeignKey(RightsRequest, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(default=timezone.now)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    from_status = models.CharField(max_length=24, choices=Status.choices, blank=True)
+    to_status = models.CharField(max_length=24, choices=Status.choices, blank=True)
+    message = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["request", "at"], name="request_event_timeline_idx")]
+        triggers = [pgtrigger.Protect(name="request_event_append_only", operation=pgtrigger.Update)]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} at {self.at:%Y-%m-%d %H:%M}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ValueError("Request events are append-only.")
+        super().save(*args, **kwargs)

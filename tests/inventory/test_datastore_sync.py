@@ -37,6 +37,7 @@ def test_pm_i_loadpolicy_creates_one_django_store_per_app_with_personal_data(see
         "django-privacyops",
         "django-retention",
         "django-consents",
+        "django-requests",
         "django-sessions",
         "django-admin",
     } == expected
@@ -49,6 +50,7 @@ def test_pm_i_loadpolicy_creates_one_django_store_per_app_with_personal_data(see
     assert _categories("django-accounts") == {"account-information"}
     assert _categories("django-retention") == {"retention-records"}
     assert _categories("django-consents") == {"consent-records"}
+    assert _categories("django-requests") == {"rights-request-records"}
     assert set(DataCategory.objects.get(code="log-data").stores.values_list("code", flat=True)) == {"django-chat"}
 
 
