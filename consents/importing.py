@@ -58,7 +58,6 @@ _TEMP_TABLES = (
     "consent_import_errors",
     "consent_import_heads",
     "consent_import_events",
-    "consent_import_inserted",
 )
 COPY_BLOCK = 1 << 20
 
@@ -318,8 +317,9 @@ CROSS JOIN LATERAL (VALUES
 WHERE e.message IS NOT NULL
 """
 
-# The canonical text of ConsentEvent.canonical, keys in sorted order; `prev` is the previous hash.
-_CANONICAL = """
+# The canonical text of ConsentEvent.canonical, keys in sorted order, cut at the previous hash: the chain
+# aggregate (migration 0006) hashes prefix || previous hash || suffix.
+_CANONICAL_PREFIX = """
 '{"action":"' || e.action
 || '","actor_label":' || %(actor_label_json)s
 || ',"effective_at":"' || to_char(e.moment AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') || '+00:00'
@@ -329,8 +329,10 @@ _CANONICAL = """
 || ',"method":"import","notice_sha256":"' || e.notice_sha256
 || '","notice_version":' || to_json(e.notice_version)::text
 || ',"policy_label":' || to_json(e.policy_label)::text
-|| ',"prev_hash":"' || {prev}
-|| '","purpose":' || to_json(e.purpose_code)::text
+|| ',"prev_hash":"'
+"""
+_CANONICAL_SUFFIX = """
+'","purpose":' || to_json(e.purpose_code)::text
 || ',"receipt_id":"' || e.receipt_id::text
 || '","recorded_at":"' || %(recorded_text)s
 || '","seq":' || e.seq::text
@@ -338,61 +340,65 @@ _CANONICAL = """
 || '","ua_hash":"","visitor_id":null}'
 """
 
-
-def _hash_sql(prev: str) -> str:
-    return "encode(sha256(convert_to(" + _CANONICAL.replace("{prev}", prev) + ", 'UTF8')), 'hex')"
-
-
-_EVENTS = """
-CREATE TEMP TABLE consent_import_events ON COMMIT DROP AS
-SELECT r.subject_ref, h.id AS chain_id,
-    row_number() OVER (PARTITION BY r.subject_ref ORDER BY r.moment, r.line)::int AS rank,
-    h.length + row_number() OVER (PARTITION BY r.subject_ref ORDER BY r.moment, r.line)::int AS seq,
-    coalesce(nullif(h.head_hash, ''), %(genesis)s)::text AS head_hash,
-    r.purpose_id, r.purpose_code, r.action, r.moment, r.language,
-    coalesce(nullif(r.jurisdiction_text, ''), pl.code) AS jurisdiction,
-    n.notice_id, n.notice_version, n.notice_sha256, r.policy_id, r.policy_label,
-    gen_random_uuid() AS receipt_id
-FROM consent_import_rows r
-JOIN consent_import_heads h ON h.subject_ref = r.subject_ref
-JOIN consent_import_notice n ON n.purpose = r.purpose_code AND n.language = r.language AND n.version = r.notice_version
-JOIN consent_import_place pl ON pl.country = r.country AND pl.region = r.region
-ORDER BY r.subject_ref, r.moment, r.line
-"""
-
 _EVENT_COLUMNS = (
-    "e.subject_ref, e.rank, e.chain_id, e.seq, e.purpose_id, e.purpose_code, e.action, e.moment, e.language, "
-    "e.jurisdiction, e.notice_id, e.notice_version, e.notice_sha256, e.policy_id, e.policy_label, e.receipt_id"
+    "subject_ref, line, chain_id, seq, purpose_id, purpose_code, action, moment, language, jurisdiction, "
+    "notice_id, notice_version, notice_sha256, policy_id, policy_label, receipt_id"
 )
 
-_INSERT = f"""
-WITH RECURSIVE chained AS (
-    SELECT {_EVENT_COLUMNS}, e.head_hash AS prev_hash, {_hash_sql("e.head_hash")} AS hash
-    FROM consent_import_events e WHERE e.rank = 1
-  UNION ALL
-    SELECT {_EVENT_COLUMNS}, c.hash AS prev_hash, {_hash_sql("c.hash")} AS hash
-    FROM chained c JOIN consent_import_events e ON e.subject_ref = c.subject_ref AND e.rank = c.rank + 1
-), inserted AS (
-    INSERT INTO consents_consentevent (
-        chain_id, seq, subject_ref, visitor_id, purpose_id, action, method, notice_id, notice_version, notice_sha256,
-        policy_version_id, policy_label, jurisdiction, language, ip_hash, ua_hash, gpc, effective_at, recorded_at,
-        receipt_id, actor_label, instruction, prev_hash, hash)
-    SELECT e.chain_id, e.seq, e.subject_ref, NULL, e.purpose_id, e.action, %(method)s, e.notice_id, e.notice_version,
-        e.notice_sha256, e.policy_id, e.policy_label, e.jurisdiction, e.language, '', '', false, e.moment, %(recorded_at)s,
-        e.receipt_id, %(actor_label)s, %(instruction)s, e.prev_hash, e.hash
-    FROM chained e
-    RETURNING id, subject_ref, purpose_id, action, effective_at, seq, hash
-)
-INSERT INTO consent_import_inserted SELECT id, subject_ref, purpose_id, action, effective_at, seq, hash FROM inserted
+# Every new event with everything it is written with, in one sorted pass per level (each level keeps the
+# order of the one below, so PostgreSQL sorts once): its place in its subject's chain (rank by effective
+# time, file order breaking ties), its hash chained by the running aggregate, the previous hash, whether it
+# is the subject's new head, and whether it is the subject's latest for its purpose (the state rule; the
+# ids follow (moment, line) within a subject, so that is also the latest by (effective_at, id)). The ids
+# are drawn in the final (subject_ref, seq) order -- volatile functions run after the sort.
+_EVENTS = f"""
+CREATE TEMP TABLE consent_import_events ON COMMIT DROP AS
+SELECT nextval(pg_get_serial_sequence('consents_consentevent', 'id')) AS id, x.*
+FROM (
+    SELECT {_EVENT_COLUMNS}, hash, prev_hash, is_head,
+        row_number() OVER (PARTITION BY subject_ref, purpose_id ORDER BY moment DESC, line DESC) = 1 AS is_latest
+    FROM (
+        SELECT {_EVENT_COLUMNS}, hash, coalesce(lag(hash) OVER w, head_hash) AS prev_hash, lead(line) OVER w IS NULL AS is_head
+        FROM (
+            SELECT {_EVENT_COLUMNS}, head_hash,
+                consent_chain_hash(head_hash, {_CANONICAL_PREFIX}, {_CANONICAL_SUFFIX}) OVER w AS hash
+            FROM (
+                SELECT r.subject_ref, r.line, h.id AS chain_id, h.length + row_number() OVER w AS seq,
+                    coalesce(nullif(h.head_hash, ''), %(genesis)s)::text AS head_hash,
+                    r.purpose_id, r.purpose_code, r.action, r.moment, r.language,
+                    coalesce(nullif(r.jurisdiction_text, ''), pl.code) AS jurisdiction,
+                    n.notice_id, n.notice_version, n.notice_sha256, r.policy_id, r.policy_label,
+                    gen_random_uuid() AS receipt_id
+                FROM consent_import_rows r
+                JOIN consent_import_heads h ON h.subject_ref = r.subject_ref
+                JOIN consent_import_notice n
+                    ON n.purpose = r.purpose_code AND n.language = r.language AND n.version = r.notice_version
+                JOIN consent_import_place pl ON pl.country = r.country AND pl.region = r.region
+                WINDOW w AS (PARTITION BY r.subject_ref ORDER BY r.moment, r.line)
+            ) e
+            WINDOW w AS (PARTITION BY e.subject_ref ORDER BY e.moment, e.line ROWS UNBOUNDED PRECEDING)
+        ) c
+        WINDOW w AS (PARTITION BY c.subject_ref ORDER BY c.moment, c.line)
+    ) l
+) x
+ORDER BY x.subject_ref, x.seq
 """  # noqa: S608 -- composed of this module's constants, never of input
 
+_INSERT = """
+INSERT INTO consents_consentevent (
+    id, chain_id, seq, subject_ref, visitor_id, purpose_id, action, method, notice_id, notice_version, notice_sha256,
+    policy_version_id, policy_label, jurisdiction, language, ip_hash, ua_hash, gpc, effective_at, recorded_at,
+    receipt_id, actor_label, instruction, prev_hash, hash)
+SELECT e.id, e.chain_id, e.seq, e.subject_ref, NULL, e.purpose_id, e.action, %(method)s, e.notice_id, e.notice_version,
+    e.notice_sha256, e.policy_id, e.policy_label, e.jurisdiction, e.language, '', '', false, e.moment, %(recorded_at)s,
+    e.receipt_id, %(actor_label)s, %(instruction)s, e.prev_hash, e.hash
+FROM consent_import_events e
+"""
+
 _STATES = """
-WITH latest AS (
-    SELECT DISTINCT ON (subject_ref, purpose_id) subject_ref, purpose_id, id, action, effective_at
-    FROM consent_import_inserted ORDER BY subject_ref, purpose_id, effective_at DESC, id DESC
-), written AS (
+WITH written AS (
     INSERT INTO consents_consentstate (subject_ref, visitor_id, purpose_id, event_id, action, effective_at, updated_at)
-    SELECT subject_ref, NULL, purpose_id, id, action, effective_at, %(now)s FROM latest
+    SELECT subject_ref, NULL, purpose_id, id, action, moment, %(now)s FROM consent_import_events WHERE is_latest
     ON CONFLICT (subject_ref, purpose_id) WHERE subject_ref IS NOT NULL DO UPDATE
         SET event_id = EXCLUDED.event_id, action = EXCLUDED.action, effective_at = EXCLUDED.effective_at,
             updated_at = EXCLUDED.updated_at
@@ -404,8 +410,8 @@ WITH latest AS (
 _HEADS_UPDATE = """
 UPDATE consents_consentchain c
 SET head_hash = last.hash, length = last.seq, version = c.version + 1, updated_at = %(now)s
-FROM (SELECT DISTINCT ON (subject_ref) subject_ref, seq, hash FROM consent_import_inserted ORDER BY subject_ref, seq DESC) last
-WHERE c.subject_ref = last.subject_ref
+FROM consent_import_events last
+WHERE last.is_head AND c.id = last.chain_id
 """
 
 
@@ -553,27 +559,22 @@ def _copy_write(cursor, *, actor, source: ImportSource, now, context: dict, watc
     cursor.execute("ANALYZE consent_import_heads")
     watch.lap("lock", f"locked {result.subjects} chains ({result.chains_created} new)")
 
-    cursor.execute(_EVENTS, {"genesis": GENESIS_HASH})
-    cursor.execute("CREATE INDEX ON consent_import_events (subject_ref, rank)")
-    cursor.execute("ANALYZE consent_import_events")
-    cursor.execute(
-        "CREATE TEMP TABLE consent_import_inserted (id bigint, subject_ref uuid, purpose_id bigint, action text,"
-        " effective_at timestamptz, seq int, hash text) ON COMMIT DROP"
-    )
-    watch.lap("rank", "ranked the events of each subject by effective time")
-    # Each step of the walk is one index lookup; a hash join would rescan the table once per rank.
-    cursor.execute("SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin')")
-    joins_before = cursor.fetchone()
-    cursor.execute("SET LOCAL enable_hashjoin = off")
-    cursor.execute("SET LOCAL enable_mergejoin = off")
     recorded_text = now.astimezone(datetime.UTC).isoformat(timespec="microseconds")
     actor_label = actor.get_username() if actor is not None else ""
     cursor.execute(
-        _INSERT,
+        _EVENTS,
         {
+            "genesis": GENESIS_HASH,
             "actor_label_json": json.dumps(actor_label, ensure_ascii=False),
             "instruction_json": json.dumps(source.instruction, ensure_ascii=False),
             "recorded_text": recorded_text,
+        },
+    )
+    cursor.execute("ANALYZE consent_import_events")
+    watch.lap("chain", "ranked and chained the events of each subject by effective time")
+    cursor.execute(
+        _INSERT,
+        {
             "recorded_at": now,
             "actor_label": actor_label,
             "instruction": source.instruction,
@@ -581,20 +582,18 @@ def _copy_write(cursor, *, actor, source: ImportSource, now, context: dict, watc
         },
     )
     result.events = cursor.rowcount
-    cursor.execute("ANALYZE consent_import_inserted")
-    cursor.execute("SELECT set_config('enable_hashjoin', %s, true), set_config('enable_mergejoin', %s, true)", joins_before)
-    watch.lap("insert", f"appended {result.events} events (hashes chained in SQL)")
+    watch.lap("insert", f"appended {result.events} events")
 
     cursor.execute(_STATES, {"now": now})
     result.states_changed = cursor.fetchone()[0]
     cursor.execute(_HEADS_UPDATE, {"now": now})
     watch.lap("state", f"updated {result.states_changed} consent states and {result.subjects} chain heads")
 
-    cursor.execute("SELECT action, count(*) FROM consent_import_inserted GROUP BY action")
+    cursor.execute("SELECT action, count(*) FROM consent_import_events GROUP BY action")
     result.actions = dict(cursor.fetchall())
-    cursor.execute("SELECT purpose_id, count(*) FROM consent_import_inserted GROUP BY purpose_id")
+    cursor.execute("SELECT purpose_id, count(*) FROM consent_import_events GROUP BY purpose_id")
     result.purposes = {context["purposes"][purpose_id]: count for purpose_id, count in cursor.fetchall()}
-    cursor.execute("SELECT min(effective_at), max(effective_at) FROM consent_import_inserted")
+    cursor.execute("SELECT min(moment), max(moment) FROM consent_import_events")
     result.effective_from, result.effective_to = cursor.fetchone()
     result.rows = result.events
     event = audit_record(
