@@ -313,8 +313,9 @@ class ConsentEvent(models.Model):
         permissions = [("import_consentevent", "Can import historical consent events")]
         constraints = [
             models.UniqueConstraint(fields=["chain", "seq"], name="consent_event_unique_seq"),
-            # A constraint rather than unique=True: PostgreSQL then gets no second, LIKE-pattern index on the hash.
-            models.UniqueConstraint(fields=["hash"], name="consent_event_unique_hash"),
+            # No unique index on `hash`: nothing looks an event up by its hash, and distinct hashes follow
+            # from what each covers (the subject, seq and unique receipt id). Such an index costs every
+            # write path a random insertion: 6.1 s of the 13.5 s the import spent inserting 1 000 000 events (0007).
             models.CheckConstraint(
                 name="consent_event_one_principal",
                 condition=ONE_PRINCIPAL,
