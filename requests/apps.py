@@ -6,3 +6,11 @@ class RequestsConfig(AppConfig):
 
     name = "requests"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        # The register (inventory) must not import this app; the deadline rules plug into its seed load.
+        from inventory import policy
+
+        from . import seeding
+
+        policy.register_seed_loader(seeding.LOADER_NAME, read=seeding.read, apply=seeding.apply)
