@@ -52,6 +52,9 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "django_celery_beat.*",
         # The admin's own change history: read it, never rewrite it.
         "admin.view_logentry",
+        # Rights requests: work and approve every one (erasure too), edit the statutory clock rules, open a
+        # subject's data summary (PM-IX).
+        "requests.*",
     ),
     ROLE_PRIVACY_ANALYST: (
         # The register: full editing, import and export.
@@ -76,7 +79,11 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "consents.add_processingrestriction",
         "consents.change_processingrestriction",
         "consents.lift_processingrestriction",
-        # Later: work rights requests (requests.view_*, add_*, change_* ...). Never the NEVER list below.
+        # Rights requests: read them, their timelines and the clock rules, open a subject's data summary, work
+        # them and approve every right but erasure (the DPO's, PM-IX-2). Not the clock rules themselves.
+        "requests.view_*",
+        "requests.change_rightsrequest",
+        "requests.approve_rightsrequest",
     ),
     ROLE_AUDITOR: (
         # Read-only on the register, with export for evidence.
@@ -89,11 +96,17 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "retention.view_*",
         # The consent ledger, receipts and proofs, policy versions and acceptances.
         "consents.view_*",
-        # Later: view rights requests.
+        # Rights requests, their timelines and the clock rules; not a subject's data summary.
+        "requests.view_rightsrequest",
+        "requests.view_requestevent",
+        "requests.view_requestpause",
+        "requests.view_deadlinerule",
     ),
     ROLE_SUPPORT_AGENT: (
-        # Signing in to the workbench needs only is_staff. Later: add rights requests received by email
-        # or post (requests.add_rightsrequest), and nothing of a subject's data beyond the request.
+        # Signing in to the workbench needs only is_staff. They log rights requests received by email or
+        # post and see the requests themselves; nothing of a subject's data beyond the request.
+        "requests.view_rightsrequest",
+        "requests.add_rightsrequest",
     ),
 }
 
@@ -108,7 +121,10 @@ NEVER: dict[str, tuple[str, ...]] = {
         "retention.add_retentionrule",
         "retention.change_retentionrule",
         "retention.delete_retentionrule",
-        "requests.approve_erasure",
+        "requests.approve_erasure_rightsrequest",
+        "requests.add_deadlinerule",
+        "requests.change_deadlinerule",
+        "requests.delete_deadlinerule",
         "consents.publish_policyversion",
         "consents.add_apikey",
         "consents.change_apikey",
@@ -129,8 +145,23 @@ NEVER: dict[str, tuple[str, ...]] = {
         "chat.*",
         "accounts.*",
         "auth.*",
+        "requests.approve_*",
+        "requests.view_personal_data_rightsrequest",
     ),
-    ROLE_SUPPORT_AGENT: ("chat.*", "inventory.*", "privacyops.*", "accounts.*", "auth.*", "retention.*", "consents.*"),
+    ROLE_SUPPORT_AGENT: (
+        "chat.*",
+        "inventory.*",
+        "privacyops.*",
+        "accounts.*",
+        "auth.*",
+        "retention.*",
+        "consents.*",
+        "requests.approve_*",
+        "requests.change_*",
+        "requests.delete_*",
+        "requests.view_personal_data_rightsrequest",
+        "requests.*_deadlinerule",
+    ),
 }
 
 

@@ -97,8 +97,43 @@ def test_pm_vii_2_auditor_can_only_view_and_export_the_register():
 
 def test_pm_vii_2_support_agent_has_nothing_on_the_register():
     agent = _member(ROLE_SUPPORT_AGENT)
-    assert agent.get_all_permissions() == set()
+    assert agent.get_all_permissions() == {"requests.view_rightsrequest", "requests.add_rightsrequest"}
     assert not agent.has_perm("inventory.view_purpose")
+
+
+@pytest.mark.parametrize(
+    ("role", "granted", "refused"),
+    [
+        (
+            ROLE_DPO,
+            {"approve_erasure_rightsrequest", "approve_rightsrequest", "view_personal_data_rightsrequest", "change_deadlinerule"},
+            set(),
+        ),
+        (
+            ROLE_PRIVACY_ANALYST,
+            {"view_rightsrequest", "change_rightsrequest", "approve_rightsrequest", "view_personal_data_rightsrequest"},
+            {"approve_erasure_rightsrequest", "change_deadlinerule", "delete_rightsrequest"},
+        ),
+        (
+            ROLE_AUDITOR,
+            {"view_rightsrequest", "view_requestevent", "view_deadlinerule"},
+            {"change_rightsrequest", "add_rightsrequest", "approve_rightsrequest", "view_personal_data_rightsrequest"},
+        ),
+        (
+            ROLE_SUPPORT_AGENT,
+            {"view_rightsrequest", "add_rightsrequest"},
+            {"change_rightsrequest", "approve_rightsrequest", "view_personal_data_rightsrequest", "view_deadlinerule"},
+        ),
+    ],
+)
+def test_pm_vii_2_rights_request_permissions_per_role(role, granted, refused):
+    """Issue 5: erasure is approved by the DPO, other rights by the DPO or an analyst; support agents log
+    requests; auditors read."""
+    member = _member(role)
+    for codename in granted:
+        assert member.has_perm(f"requests.{codename}"), codename
+    for codename in refused:
+        assert not member.has_perm(f"requests.{codename}"), codename
 
 
 def test_pm_vii_2_dpo_holds_every_permission_of_our_apps_but_writing_history():
