@@ -1,0 +1,722 @@
+"""The DPO's workbench for rights requests (POLICY-MAP IX, PM-IX-9, PM-XI-2).
+
+Invariants:
+- Every change to a request goes through `requests.services` (each one transaction, a timeline event and
+  an audit event); the admin decides nothing. Each action is a small screen or a button whose view checks
+  the permission first (403 otherwise), then calls the service and shows its refusal
+  (`RequestActionError`, `PermissionDenied`) as a message.
+- A button is shown only when the workflow table (`requests.models.MOVES`) allows its move from the
+  request's current status and the user holds its permission: `change_rightsrequest` to work requests,
+  `approve_rightsrequest` to approve (`approve_erasure_rightsrequest` for erasure). Auditors see
+  everything and no button. The service checks again: a button is a hint, not the guard.
+- The request page is read-only: the fields the model marks not editable and the ones that drive the
+  workflow or the clock (status, assignee, right, jurisdiction, receipt) change only through actions; the
+  timeline and the pauses are shown and never edited. Requests are never deleted here (legal record).
+- A request is added only through "Log a request" (`rights_request_submit` with the staff member as
+  actor), never through a bare model form that would skip the clock, duplicates and the timeline.
+- The queues are `requests.dashboard`'s conditions, so the list and the dashboard tiles agree.
+- The request list fetches what its columns show in a fixed number of queries.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth.models import Permission
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q
+from django.http import Http404, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from accounts.models import User
+from inventory.models import Jurisdiction
+from inventory.services import register_entry_save
+
+from . import dashboard, services
+from .models import (
+    MOVES,
+    Channel,
+    DeadlineRule,
+    HoldReason,
+    RequestEvent,
+    RequestPause,
+    Right,
+    RightsRequest,
+    Status,
+)
+
+VIEW = "requests.view_rightsrequest"
+ADD = "requests.add_rightsrequest"
+WORK = "requests.change_rightsrequest"
+APPROVE = "requests.approve_rightsrequest"
+APPROVE_ERASURE = "requests.approve_erasure_rightsrequest"
+
+STATUS_SEVERITY = {
+    Status.RECEIVED: "info",
+    Status.AWAITING_VERIFICATION: "amber",
+    Status.ON_HOLD: "amber",
+    Status.COMPLETED: "ok",
+    Status.PARTIALLY_COMPLETED: "ok",
+    Status.REJECTED: "red",
+}
+
+
+def badge(text: str, severity: str):
+    """A coloured label; the colours live in privacyops/templates/admin/base_site.html."""
+    return format_html('<span class="po-badge po-badge-{}">{}</span>', severity, text)
+
+
+def _url(name: str, *args) -> str:
+    return reverse(f"admin:requests_{name}", args=args)
+
+
+def _messages_of(exc: ValidationError) -> list[str]:
+    return [m for messages_ in getattr(exc, "message_dict", {"": exc.messages}).values() for m in messages_]
+
+
+def due_severity(rights_request: RightsRequest, now: datetime.datetime | None = None) -> str:
+    """PM-IX-9: red past the deadline in force, amber within the dashboard's "due soon" days, else none.
+    Closed requests are never coloured: their clock has stopped."""
+    due = rights_request.effective_due_at
+    if not rights_request.is_open or due is None:
+        return ""
+    now = now or timezone.now()
+    if due < now:
+        return "red"
+    if due < now + datetime.timedelta(days=dashboard.DUE_SOON_DAYS):
+        return "amber"
+    return ""
+
+
+# --- Actions: which buttons a request shows, and the screens behind them -------------------------------------
+
+
+def staff_who_can_work_requests():
+    """Active staff holding `change_rightsrequest` (through a role or directly): who a request can go to."""
+    perm = Permission.objects.filter(content_type__app_label="requests", codename="change_rightsrequest")
+    holders = Q(is_superuser=True) | Q(groups__permissions__in=perm) | Q(user_permissions__in=perm)
+    return User.objects.filter(holders, is_staff=True, is_active=True).distinct().order_by("email")
+
+
+class VerifyForm(forms.Form):
+    method = forms.CharField(
+        max_length=200,
+        label="How the identity was verified",
+        help_text="E.g. signed-in session, verification link followed, documents checked (what, not their content).",
+    )
+
+
+class AssignForm(forms.Form):
+    assignee = forms.ModelChoiceField(queryset=User.objects.none(), label="Assign to")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["assignee"].queryset = staff_who_can_work_requests()
+
+
+class ExtendForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4}),
+        label="Why the period is extended",
+        help_text="Told to the requester in the extension notice (GDPR Art. 12(3): within the first period).",
+    )
+
+
+class HoldForm(forms.Form):
+    reason = forms.ChoiceField(choices=HoldReason.choices)
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+
+
+class RejectForm(forms.Form):
+    reasons = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 5}),
+        label="Reasons",
+        help_text="Told to the requester, with the supervisory authority they can complain to (PM-IX-7).",
+    )
+
+
+class CloseForm(forms.Form):
+    outcome = forms.CharField(widget=forms.Textarea(attrs={"rows": 5}), label="Outcome", help_text="What we did.")
+    partial = forms.TypedChoiceField(
+        choices=[("0", "Completed"), ("1", "Partially completed")],
+        coerce=lambda value: value == "1",
+        initial="0",
+        label="Result",
+        widget=forms.RadioSelect,
+    )
+
+
+class NoteForm(forms.Form):
+    message = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), label="Note")
+
+
+class MoveForm(forms.Form):
+    to_status = forms.ChoiceField(choices=Status.choices, widget=forms.HiddenInput)
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+
+
+class ConfirmForm(forms.Form):
+    """No input: the screen says what will happen and the POST does it."""
+
+
+# Plain moves of the table that no dedicated action covers (verify, hold, approve, reject, close, withdraw do).
+PLAIN_MOVES = (Status.AWAITING_VERIFICATION, Status.IN_PROGRESS, Status.AWAITING_APPROVAL, Status.UNVERIFIED)
+PLAIN_MOVE_LABELS = {
+    Status.AWAITING_VERIFICATION: "Ask for verification",
+    Status.IN_PROGRESS: "Move to in progress",
+    Status.AWAITING_APPROVAL: "Submit for approval",
+    Status.UNVERIFIED: "Close unverified",
+}
+
+
+def _allows(rights_request: RightsRequest, to_status: str) -> bool:
+    return to_status in MOVES.get(rights_request.status, frozenset())
+
+
+def _approve_permission(rights_request: RightsRequest) -> str:
+    return APPROVE_ERASURE if rights_request.right == Right.ERASURE else APPROVE
+
+
+@dataclass(frozen=True)
+class Action:
+    key: str
+    label: str
+    form: type[forms.Form]
+    explanation: str
+    offered: object  # (rights_request) -> bool: the workflow allows it from the current status
+    permission: object = WORK  # a permission label, or (rights_request) -> label
+    style: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def permission_for(self, rights_request: RightsRequest) -> str:
+        return self.permission(rights_request) if callable(self.permission) else self.permission
+
+
+def _call(action: str, rights_request: RightsRequest, user, data: dict):
+    """The one place the admin reaches the services: action key -> service call."""
+    r = rights_request
+    if action == "verify":
+        return services.rights_request_verify(rights_request=r, actor=user, method=data["method"])
+    if action == "assign":
+        return services.rights_request_assign(rights_request=r, assignee=data["assignee"], actor=user)
+    if action == "assign_me":
+        return services.rights_request_assign(rights_request=r, assignee=user, actor=user)
+    if action == "extend":
+        return services.rights_request_extend(rights_request=r, actor=user, reason=data["reason"])
+    if action == "hold":
+        return services.rights_request_hold(rights_request=r, actor=user, reason=data["reason"], note=data["note"])
+    if action == "resume":
+        return services.rights_request_resume(rights_request=r, actor=user)
+    if action == "approve":
+        return services.rights_request_approve(rights_request=r, actor=user)
+    if action == "reject":
+        return services.rights_request_reject(rights_request=r, actor=user, reasons=data["reasons"])
+    if action == "close":
+        return services.rights_request_close(rights_request=r, actor=user, outcome=data["outcome"], partial=data["partial"])
+    if action == "withdraw":
+        return services.rights_request_withdraw(rights_request=r, actor=user)
+    if action == "note":
+        return services.rights_request_note(rights_request=r, actor=user, message=data["message"])
+    if action == "move":
+        return services.rights_request_move(rights_request=r, to_status=data["to_status"], actor=user, note=data["note"])
+    raise Http404(action)
+
+
+ACTIONS: dict[str, Action] = {
+    a.key: a
+    for a in (
+        Action(
+            "verify",
+            "Verify",
+            VerifyForm,
+            "Records that the requester's identity (or the agent's authority) was checked, and starts the work.",
+            lambda r: r.verified_at is None and r.is_open,
+            style="default",
+        ),
+        Action("assign_me", "Assign to me", ConfirmForm, "You become the request's assignee.", lambda r: r.is_open),
+        Action("assign", "Assign", AssignForm, "The assignee gets the request's reminders.", lambda r: r.is_open),
+        Action(
+            "extend",
+            "Extend",
+            ExtendForm,
+            "Extends the deadline by the period the jurisdiction's rule allows and sends the requester the notice.",
+            lambda r: r.is_open,
+        ),
+        Action(
+            "hold",
+            "Put on hold",
+            HoldForm,
+            "Only a hold awaiting verification or clarification stops the legal clock, and only where the "
+            "jurisdiction's rule pauses; an internal hold leaves it running.",
+            lambda r: _allows(r, Status.ON_HOLD),
+        ),
+        Action(
+            "resume",
+            "Resume",
+            ConfirmForm,
+            "The request goes back to the status it was put on hold from; a clock-stopping pause pushes the deadline.",
+            lambda r: r.status == Status.ON_HOLD,
+        ),
+        Action(
+            "approve",
+            "Approve",
+            ConfirmForm,
+            "Approves the request for fulfilment.",
+            lambda r: _allows(r, Status.FULFILLING),
+            permission=_approve_permission,
+            style="default",
+        ),
+        Action(
+            "close",
+            "Close",
+            CloseForm,
+            "Closes the request as completed or partially completed; the requester is told.",
+            lambda r: _allows(r, Status.COMPLETED) or _allows(r, Status.PARTIALLY_COMPLETED),
+        ),
+        Action(
+            "reject",
+            "Reject",
+            RejectForm,
+            "Rejects the request; the requester is told why and where they can complain.",
+            lambda r: _allows(r, Status.REJECTED),
+            style="danger",
+        ),
+        Action(
+            "withdraw",
+            "Withdraw",
+            ConfirmForm,
+            "Records that the requester withdrew the request (on their instruction).",
+            lambda r: _allows(r, Status.WITHDRAWN),
+        ),
+        Action("move", "Move", MoveForm, "Moves the request on in the workflow.", lambda r: r.is_open),
+        Action("note", "Add a note", NoteForm, "Adds a note to the timeline (staff only).", lambda r: True),
+    )
+}
+
+
+def available_actions(rights_request: RightsRequest, user) -> list[dict]:
+    """The buttons for this request and user: what the table allows now and the user may do."""
+    buttons = []
+    for action in ACTIONS.values():
+        if action.key == "move" or not action.offered(rights_request):
+            continue
+        if not user.has_perm(action.permission_for(rights_request)):
+            continue
+        if action.key == "assign_me" and rights_request.assignee_id == user.pk:
+            continue
+        post = action.key == "assign_me"  # nothing to ask: a button on the page
+        buttons.append({"key": action.key, "label": action.label, "style": action.style, "query": "", "post": post})
+    if user.has_perm(WORK) and rights_request.is_open:
+        for to_status in PLAIN_MOVES:
+            # Work starts only once verified: before that, Verify is the way to in progress.
+            if _allows(rights_request, to_status) and not (to_status == Status.IN_PROGRESS and not rights_request.verified_at):
+                label = PLAIN_MOVE_LABELS[to_status]
+                buttons.append({"key": "move", "label": label, "style": "", "query": f"?to={to_status}", "post": False})
+    return buttons
+
+
+# --- Logging a request received by email, post or phone ------------------------------------------------------
+
+
+class LogRequestForm(forms.Form):
+    subject_email = forms.EmailField(
+        required=False,
+        label="The subject's account email",
+        help_text="Found exactly (case does not matter). Leave empty when the requester has no account.",
+    )
+    right = forms.ChoiceField(choices=Right.choices)
+    channel = forms.ChoiceField(choices=[c for c in Channel.choices if c[0] != Channel.WEB], initial=Channel.EMAIL)
+    received_at = forms.DateTimeField(
+        initial=timezone.now, help_text="When the email, letter or call came in: the clock runs from then."
+    )
+    contact_email = forms.EmailField(required=False, help_text="Where we answer; empty: the account's address.")
+    jurisdiction = forms.ModelChoiceField(
+        queryset=Jurisdiction.objects.order_by("code"),
+        required=False,
+        help_text="Empty: from the account's country and region. Required when there is no account.",
+    )
+    details = forms.CharField(widget=forms.Textarea(attrs={"rows": 5}), required=False, label="What the request says")
+
+    def clean(self):
+        data = super().clean()
+        email = data.get("subject_email")
+        data["subject"] = None
+        if email:
+            data["subject"] = User.objects.filter(email__iexact=email).first()
+            if data["subject"] is None:
+                self.add_error("subject_email", "No account has this address. Leave it empty for a requester without one.")
+        if not data.get("contact_email"):
+            if data["subject"] is not None:
+                data["contact_email"] = data["subject"].email
+            elif not self.has_error("subject_email"):
+                self.add_error("contact_email", "Give the address to answer at (the requester has no account).")
+        if data.get("subject") is None and not data.get("jurisdiction") and not self.has_error("subject_email"):
+            self.add_error("jurisdiction", "Choose the requester's jurisdiction: without an account it cannot be derived.")
+        received = data.get("received_at")
+        if received and received > timezone.now():
+            self.add_error("received_at", "A request cannot have been received in the future.")
+        return data
+
+
+# --- Rights requests -------------------------------------------------------------------------------------------
+
+
+class QueueFilter(admin.SimpleListFilter):
+    """The workbench's queues; the same conditions as the dashboard tiles (requests.dashboard)."""
+
+    title = "queue"
+    parameter_name = "queue"
+
+    def lookups(self, request, model_admin):
+        return [(queue.key, queue.label) for queue in dashboard.QUEUES]
+
+    def queryset(self, request, queryset):
+        if self.value() in dashboard.QUEUE_LABELS:
+            return dashboard.queue_filter(queryset, self.value(), user=request.user)
+        return queryset
+
+
+class TimelineInline(admin.TabularInline):
+    """The request's timeline (append-only): shown, never added to or edited here."""
+
+    model = RequestEvent
+    verbose_name = "timeline event"
+    verbose_name_plural = "Timeline"
+    fields = ("at", "kind", "actor", "from_status", "to_status", "message")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("actor")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class PauseInline(TimelineInline):
+    model = RequestPause
+    verbose_name = "pause"
+    verbose_name_plural = "Pauses"
+    fields = ("reason", "stops_clock", "started_at", "ended_at", "note")
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return admin.TabularInline.get_queryset(self, request)
+
+
+@admin.register(RightsRequest)
+class RightsRequestAdmin(admin.ModelAdmin):
+    list_display = ("reference", "right", "jurisdiction_code", "status_badge", "received_at", "due", "assignee")
+    list_display_links = ("reference",)
+    list_filter = (QueueFilter, "status", "right", "channel", "jurisdiction")
+    list_select_related = ("jurisdiction", "assignee")
+    # An exact address only: a list that matches parts of people's addresses would let anyone browse them.
+    search_fields = ("reference", "=contact_email")
+    search_help_text = "A reference (DSR-2026-000123, or part of it) or the contact email (exactly)."
+    inlines = (TimelineInline, PauseInline)
+    change_form_template = "requests/admin/change_form.html"
+    change_list_template = "requests/admin/change_list.html"
+    fieldsets = (
+        (None, {"fields": ("reference", "status_badge", "due_in_force", "right", "jurisdiction", "channel", "assignee")}),
+        (
+            "Requester",
+            {"fields": ("subject", "subject_ref", "requester", "agent_name", "agent_authority", "contact_email", "details")},
+        ),
+        (
+            "Clock",
+            {
+                "fields": (
+                    "received_at",
+                    "acknowledged_at",
+                    "verified_at",
+                    "due_at",
+                    "extended_due_at",
+                    "extensions_used",
+                    "extension_reason",
+                    "extension_notice_sent_at",
+                    "reminders_sent",
+                )
+            },
+        ),
+        (
+            "Decision",
+            {
+                "fields": (
+                    "held_from",
+                    "hold_reason",
+                    "agent_verified_at",
+                    "agent_verified_by",
+                    "approved_by",
+                    "approved_at",
+                    "closed_at",
+                    "outcome",
+                    "duplicate_of",
+                )
+            },
+        ),
+        ("Bookkeeping", {"fields": ("created_by", "created_at", "updated_at"), "classes": ("collapse",)}),
+    )
+
+    # The page is read-only (see the module's docstring): actions change requests, never this form.
+    def get_readonly_fields(self, request, obj=None):
+        return [name for fieldset in self.fieldsets for name in fieldset[1]["fields"]]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a request is a legal record: retention removes it, never a person
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("jurisdiction", "assignee")
+
+    # Columns ----------------------------------------------------------------------------------------------
+
+    @admin.display(description="jurisdiction", ordering="jurisdiction__code")
+    def jurisdiction_code(self, obj):
+        return obj.jurisdiction.code
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        label = obj.get_status_display()
+        if obj.status == Status.ON_HOLD and obj.hold_reason:
+            label = f"{label}: {obj.get_hold_reason_display().lower()}"
+        return badge(label, STATUS_SEVERITY.get(obj.status, "info"))
+
+    @admin.display(description="due", ordering="due_at")
+    def due(self, obj):
+        """PM-IX-9: the deadline in force, red when passed and amber within the week (open requests only)."""
+        due = obj.effective_due_at
+        text = f"{timezone.localtime(due):%Y-%m-%d %H:%M}"
+        if obj.extended_due_at:
+            text += " (extended)"
+        severity = due_severity(obj)
+        if not severity:
+            return text
+        title = "overdue" if severity == "red" else f"due within {dashboard.DUE_SOON_DAYS} days"
+        return format_html('<span class="po-badge po-badge-{}" title="{}">{}</span>', severity, title, text)
+
+    @admin.display(description="deadline in force")
+    def due_in_force(self, obj):
+        return self.due(obj)
+
+    # Pages --------------------------------------------------------------------------------------------------
+
+    def get_urls(self):
+        def view(route, fn, name):
+            return path(route, self.admin_site.admin_view(fn), name=f"requests_rightsrequest_{name}")
+
+        return [
+            view("log/", self.log_view, "log"),
+            view("<path:object_id>/action/<slug:action>/", self.action_view, "action"),
+            *super().get_urls(),
+        ]
+
+    def _page(self, request, template, title, **context):
+        context = {**self.admin_site.each_context(request), "opts": self.opts, "title": title, **context}
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, template, context)
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "can_log": request.user.has_perm(ADD)}
+        return super().changelist_view(request, extra_context=extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        rights_request = self.get_object(request, object_id)
+        buttons = available_actions(rights_request, request.user) if rights_request is not None else []
+        extra_context = {**(extra_context or {}), "request_actions": buttons}
+        return super().change_view(request, object_id, form_url, extra_context=extra_context)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        # A bare model form would skip the clock, the duplicate check and the timeline.
+        return HttpResponseRedirect(_url("rightsrequest_log"))
+
+    def action_view(self, request, object_id, action):
+        """One action's screen (GET: what it does and what it needs) and its service call (POST)."""
+        spec = ACTIONS.get(action)
+        if spec is None:
+            raise Http404("No such action.")
+        rights_request = get_object_or_404(RightsRequest.objects.select_related("jurisdiction", "assignee"), pk=object_id)
+        if not request.user.has_perm(spec.permission_for(rights_request)):
+            raise PermissionDenied
+        back = HttpResponseRedirect(_url("rightsrequest_change", rights_request.pk))
+        to_status = request.POST.get("to_status") or request.GET.get("to", "")
+        if request.method == "POST":
+            form = spec.form(request.POST)
+            if form.is_valid():
+                try:
+                    _call(action, rights_request, request.user, form.cleaned_data)
+                except PermissionDenied as exc:
+                    messages.error(request, str(exc) or "You may not do this to this request.")
+                    return back
+                except ValidationError as exc:  # RequestActionError included
+                    for message in _messages_of(exc):
+                        messages.error(request, message)
+                    if spec.form is ConfirmForm:
+                        return back
+                    form.add_error(None, exc.messages)
+                else:
+                    rights_request.refresh_from_db()
+                    done = f"{rights_request.reference}: {self._done(action, to_status)}."
+                    messages.success(request, f"{done} Now {rights_request.get_status_display().lower()}.")
+                    return back
+        else:
+            form = spec.form(initial={"to_status": to_status} if action == "move" else None)
+        label = PLAIN_MOVE_LABELS.get(to_status, spec.label) if action == "move" else spec.label
+        return self._page(
+            request,
+            "requests/admin/action.html",
+            f"{label}: {rights_request.reference}",
+            rights_request=rights_request,
+            form=form,
+            action=spec,
+            action_label=label,
+            due=self.due(rights_request),
+        )
+
+    @staticmethod
+    def _done(action: str, to_status: str) -> str:
+        if action == "move":
+            return f"moved to {Status(to_status).label.lower()}" if to_status in Status.values else "moved"
+        return {
+            "verify": "verified",
+            "assign": "assigned",
+            "assign_me": "assigned to you",
+            "extend": "deadline extended",
+            "hold": "put on hold",
+            "resume": "resumed",
+            "approve": "approved",
+            "reject": "rejected",
+            "close": "closed",
+            "withdraw": "withdrawn",
+            "note": "note added",
+        }[action]
+
+    def log_view(self, request):
+        """Log a request received by email, post or phone on the subject's behalf (`rights_request_submit`).
+
+        "Find the account" looks the subject up by exact address (case ignored) and keeps what was typed;
+        "Log the request" submits it with the staff member as actor."""
+        if not request.user.has_perm(ADD):
+            raise PermissionDenied
+        found, searched = None, False
+        if request.method == "POST" and "find" in request.POST:
+            email = request.POST.get("subject_email", "").strip()
+            searched = bool(email)
+            found = User.objects.filter(email__iexact=email).first() if email else None
+            typed = {name: request.POST[name] for name in LogRequestForm.base_fields if request.POST.get(name)}
+            form = LogRequestForm(initial=typed)
+        elif request.method == "POST":
+            form = LogRequestForm(request.POST)
+            if form.is_valid():
+                data = form.cleaned_data
+                found, searched = data["subject"], bool(data["subject_email"])
+                try:
+                    created = services.rights_request_submit(
+                        right=data["right"],
+                        contact_email=data["contact_email"],
+                        jurisdiction=data["jurisdiction"],
+                        subject=data["subject"],
+                        details=data["details"],
+                        channel=data["channel"],
+                        received_at=data["received_at"],
+                        actor=request.user,
+                    )
+                except PermissionDenied as exc:
+                    messages.error(request, str(exc) or "You may not log requests.")
+                except ValidationError as exc:  # RequestActionError included
+                    for message in _messages_of(exc):
+                        form.add_error(None, message)
+                else:
+                    messages.success(request, f"Logged {created.reference} ({created.get_status_display().lower()}).")
+                    if request.user.has_perm(VIEW):
+                        return HttpResponseRedirect(_url("rightsrequest_change", created.pk))
+                    return HttpResponseRedirect(_url("rightsrequest_log"))
+        else:
+            form = LogRequestForm()
+        return self._page(
+            request,
+            "requests/admin/log.html",
+            "Log a request received by email, post or phone",
+            form=form,
+            found=found,
+            searched=searched,
+        )
+
+
+# --- Deadline rules --------------------------------------------------------------------------------------------
+
+
+@admin.register(DeadlineRule)
+class DeadlineRuleAdmin(admin.ModelAdmin):
+    """PM-IX-9: the statutory periods, data the DPO edits; saved through the register's audited service.
+
+    Errors from the model's own checks (`clean()` and the constraints) are shown on the field they name,
+    or above the form (and above the row, in the list) when they concern several fields."""
+
+    list_display = (
+        "jurisdiction",
+        "right_or_every",
+        "period_value",
+        "period_unit",
+        "extension",
+        "pauses_for_verification",
+        "rolls_to_working_day",
+        "acknowledgement",
+        "citation",
+    )
+    list_display_links = ("jurisdiction",)
+    list_editable = ("period_value", "period_unit", "pauses_for_verification", "rolls_to_working_day")
+    list_filter = ("jurisdiction", "period_unit", "pauses_for_verification", "rolls_to_working_day")
+    list_select_related = ("jurisdiction",)
+    list_per_page = 200  # every row on one page, grouped by jurisdiction
+    ordering = ("jurisdiction__code", "right")
+    search_fields = ("jurisdiction__code", "citation")
+    readonly_fields = ("updated_at",)
+    fieldsets = (
+        (None, {"fields": ("jurisdiction", "right", "citation", "notes")}),
+        ("Period", {"fields": ("period_value", "period_unit", "pauses_for_verification", "rolls_to_working_day")}),
+        ("Extension", {"fields": ("extension_value", "extension_unit", "extensions_allowed")}),
+        ("Acknowledgement", {"fields": ("acknowledge_value", "acknowledge_unit")}),
+        ("Bookkeeping", {"fields": ("updated_at",), "classes": ("collapse",)}),
+    )
+
+    @admin.display(description="right", ordering="right")
+    def right_or_every(self, obj):
+        return obj.get_right_display() if obj.right else "every other right"
+
+    @admin.display(description="extension")
+    def extension(self, obj):
+        if not obj.extensions_allowed:
+            return "none"
+        times = "once" if obj.extensions_allowed == 1 else f"{obj.extensions_allowed} times"
+        return f"+{obj.extension_value} {obj.get_extension_unit_display()}, {times}"
+
+    @admin.display(description="acknowledge within")
+    def acknowledgement(self, obj):
+        if obj.acknowledge_value is None:
+            return "-"
+        return f"{obj.acknowledge_value} {obj.get_acknowledge_unit_display()}"
+
+    def save_model(self, request, obj, form, change):
+        if change and not form.has_changed():
+            return
+        register_entry_save(actor=request.user, instance=obj, changed_fields=form.changed_data)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # requests' clocks were computed from these rows: change them, never delete
