@@ -254,6 +254,11 @@ PERIODIC_TASKS = {
         "schedule": crontab(minute="*/10"),
         "options": {"queue": "default"},
     },
+    "requests: deadline reminders to staff": {
+        "task": "requests.tasks.send_deadline_reminders",
+        "schedule": crontab(minute=0),  # hourly: Indonesia's 3x24-hour periods pass a mark every few hours
+        "options": {"queue": "default"},
+    },
     "retention: resume runs whose worker stopped": {
         "task": "retention.tasks.resume_stalled_runs",
         "schedule": crontab(),  # every minute: resuming is driven by the database, not by broker redelivery
