@@ -17,9 +17,11 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import transaction
 from django.template.loader import render_to_string
+from django.utils import timezone
 
 from privacyops.audit import audit_record
 
+from . import deadlines
 from .models import DeadlineRule, PeriodUnit, RequestEvent, RightsRequest
 
 logger = logging.getLogger(__name__)
@@ -49,15 +51,17 @@ def request_email_render(*, rights_request: RightsRequest, template: str, **cont
         "controller": controller_contact(),
         **context,
     }
-    text = render_to_string(f"requests/email/{template}.txt", full).lstrip("\n")
+    zone = deadlines.deadline_zone()
+    full.setdefault("zone", zone.key)
+    # Dates are printed where the deadline is counted (its due day ends there), not in the server's zone.
+    with timezone.override(zone):
+        text = render_to_string(f"requests/email/{template}.txt", full).lstrip("\n")
     subject, _, body = text.partition("\n")
     return " ".join(subject.split()), body.lstrip("\n")
 
 
 def _hour_period(rights_request: RightsRequest) -> bool:
     # Only an hour-based period (Indonesia's 3x24 hours) needs the time of day in the e-mail.
-    from . import deadlines
-
     try:
         return deadlines.rule_for(rights_request.jurisdiction, rights_request.right).period_unit == PeriodUnit.HOURS
     except DeadlineRule.DoesNotExist:

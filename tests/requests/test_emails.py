@@ -1,6 +1,9 @@
 """E-mails to requesters (issue 5): sent only after the action commits, recorded on the timeline, the DPO's
 contact in every one (PM-XI-1), the supervisory authority in a rejection (PM-IX-7)."""
 
+import datetime
+from zoneinfo import ZoneInfo
+
 import pytest
 from django.conf import settings
 from django.db import transaction
@@ -116,3 +119,21 @@ def test_nothing_is_sent_when_the_action_rolls_back(eu, mailoutbox, committed):
 def test_an_unknown_template_is_refused(eu):
     with pytest.raises(ValueError, match="Unknown request e-mail template"):
         request_email_send(rights_request=_request(eu), template="marketing")
+
+
+def test_pm_ix_9_dates_are_printed_where_the_deadline_is_counted(settings, eu):
+    """The due day ends at midnight in DEADLINE_TIME_ZONE; printed in UTC it could read as the next day."""
+    settings.DEADLINE_TIME_ZONE = "America/Los_Angeles"
+    rights_request = _request(eu)
+    rights_request.due_at = datetime.datetime(2026, 5, 14, 23, 59, 59, tzinfo=ZoneInfo("America/Los_Angeles"))
+    _, body = request_email_render(rights_request=rights_request, template="acknowledgement")
+    assert "14 May 2026" in body and "15 May 2026" not in body
+
+
+def test_pm_ix_9_an_hour_period_prints_the_time_of_day(eu):
+    hours = JurisdictionFactory()
+    DeadlineRuleFactory(jurisdiction=hours, period_value=72, period_unit="hours")
+    rights_request = _request(hours)
+    _, body = request_email_render(rights_request=rights_request, template="acknowledgement")
+    local = rights_request.due_at.astimezone(ZoneInfo(settings.DEADLINE_TIME_ZONE))
+    assert f"({local:%H:%M}, {settings.DEADLINE_TIME_ZONE} time)" in body
