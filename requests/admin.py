@@ -39,7 +39,7 @@ from accounts.models import User
 from inventory.models import Jurisdiction
 from inventory.services import register_entry_save
 
-from . import dashboard, services
+from . import dashboard, deadlines, services
 from .models import (
     MOVES,
     Channel,
@@ -501,8 +501,9 @@ class RightsRequestAdmin(admin.ModelAdmin):
     @admin.display(description="due", ordering="due_at")
     def due(self, obj):
         """PM-IX-9: the deadline in force, red when passed and amber within the week (open requests only)."""
-        due = obj.effective_due_at
-        text = f"{timezone.localtime(due):%Y-%m-%d %H:%M}"
+        # In the zone the deadlines count days in: a period ends at the end of a day there, 23:59.
+        due = timezone.localtime(obj.effective_due_at, deadlines.deadline_zone())
+        text = f"{due:%Y-%m-%d %H:%M %Z}"
         if obj.extended_due_at:
             text += " (extended)"
         severity = due_severity(obj)

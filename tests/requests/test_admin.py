@@ -4,7 +4,7 @@ actions (each a service call), logging a request on a subject's behalf, and the 
 Roles are the real ones (accounts.roles, synced after migrate): DPO, privacy analyst, support agent, auditor.
 """
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.messages import get_messages
@@ -133,6 +133,14 @@ def test_pm_ix_9_due_dates_are_red_when_overdue_amber_within_a_week_and_plain_ot
     assert 'title="overdue"' in html
     assert html.count('title="due within 7 days"') == 1
     assert "(extended)" in html
+
+
+def test_due_dates_are_shown_in_the_zone_deadlines_count_days_in(client, eu, settings):
+    settings.DEADLINE_TIME_ZONE = "Asia/Singapore"
+    login(client, "DPO")
+    due = datetime(2026, 12, 27, 15, 59, tzinfo=UTC)  # 23:59 in Singapore: the end of the due day there
+    RightsRequestFactory(jurisdiction=eu, received_at=due - timedelta(days=30), due_at=due)
+    assert "2026-12-27 23:59 +08" in client.get(url("rightsrequest_changelist")).content.decode()
 
 
 def test_search_finds_a_reference_and_an_exact_contact_email_only(client, eu):
