@@ -8,6 +8,7 @@ only Python runs the whole system) and production (PostgreSQL and Redis).
 import datetime
 import os
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import environ
 from celery.schedules import crontab
@@ -137,8 +138,11 @@ LANGUAGE_CODE = "en"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
-# Legal deadlines count calendar days where the controller is; storage stays in UTC.
+# Legal deadlines (requests.deadlines) count calendar dates and end at midnight in this zone: where the
+# controller answers from (Singapore). It is also as far east as the regimes we serve reach (SG, CN; ID's
+# periods are in hours), so a due day ends no later than it does for the subject. Storage stays in UTC.
 DEADLINE_TIME_ZONE = env.str("DEADLINE_TIME_ZONE", default="Asia/Singapore")
+ZoneInfo(DEADLINE_TIME_ZONE)  # an unknown zone fails at start-up, not at the first request's clock
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.str("STATIC_ROOT", default=str(VAR_DIR / "static"))
