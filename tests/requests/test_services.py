@@ -209,3 +209,22 @@ def test_queue_counts_for_the_dashboard():
     counts = request_queue_counts(now=now)
     # overdue: the fulfilling one and the internal hold (its clock runs); not the clarification hold.
     assert counts == {"new": 1, "awaiting_verification": 1, "due_soon": 1, "overdue": 2, "on_hold": 2}
+
+
+def test_the_partial_unique_index_turns_a_missed_race_into_a_duplicate(singapore, monkeypatch):
+    """If the lock ever misses a race (the first look finds nothing open), the index refuses the second open
+    request and the submission closes it as a duplicate instead of failing."""
+    subject = UserFactory(country="SG")
+    first = _submit(subject)
+    real = services.requests_open_for
+    calls = []
+
+    def blind_first_look(subject_ref, right):
+        calls.append(right)
+        return real(subject_ref, right).none() if len(calls) == 1 else real(subject_ref, right)
+
+    monkeypatch.setattr(services, "requests_open_for", blind_first_look)
+    second = _submit(subject)
+    assert len(calls) == 2
+    assert (second.status, second.duplicate_of) == (Status.DUPLICATE, first)
+    assert RightsRequest.objects.filter(status__in=sorted(OPEN_STATUSES)).count() == 1
