@@ -72,6 +72,14 @@ def marks_to_send(rights_request: RightsRequest, now) -> list[str]:
     return [m for m in marks_passed(rights_request, now) if m not in (rights_request.reminders_sent or [])]
 
 
+def reminder_marks_for_new_due(rights_request: RightsRequest, *, now=None) -> list[str]:
+    """The marks to keep in `reminders_sent` after the deadline in force moved (an extension, a resume
+    after a clock-stopping pause): those the new period has passed too. The caller stores the result, so
+    the new period's half, four fifths and overdue are reminded again when they come."""
+    passed = marks_passed(rights_request, now or timezone.now())
+    return [m for m in (rights_request.reminders_sent or []) if m in passed]
+
+
 def reminder_recipients(rights_request: RightsRequest) -> tuple[list[str], list[int]]:
     """(addresses, staff user ids): the assignee when one is assigned and active, else every active DPO,
     else the DPO's published address (no user id)."""

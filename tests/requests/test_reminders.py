@@ -174,3 +174,21 @@ def test_pm_ix_9_the_hourly_task_runs_the_service_and_is_scheduled(settings, dja
         result = tasks.send_deadline_reminders.apply().get()
     assert result["sent"]["half"] == 1 and result["checked"] == 1
     assert len(mail.outbox) == 1
+
+
+def test_pm_ix_9_after_an_extension_the_marks_the_new_period_has_not_passed_are_sent_again(django_capture_on_commit_callbacks):
+    staff_in_role(ROLE_DPO)
+    rights_request = _request()
+    _run(django_capture_on_commit_callbacks, RECEIVED + datetime.timedelta(days=8, hours=1))
+    assert _marks(rights_request) == ["half", "four_fifths"]
+
+    # Extended to 30 days on day 9: day 9 passes no mark of the new period, so both marks are dropped (the
+    # caller stores the result) and come back at 15 and 24 days.
+    rights_request.extended_due_at = RECEIVED + datetime.timedelta(days=30)
+    now = RECEIVED + datetime.timedelta(days=9)
+    assert reminders.reminder_marks_for_new_due(rights_request, now=now) == []
+    assert reminders.reminder_marks_for_new_due(rights_request, now=RECEIVED + datetime.timedelta(days=16)) == ["half"]
+    RightsRequest.objects.filter(pk=rights_request.pk).update(extended_due_at=rights_request.extended_due_at, reminders_sent=[])
+    _run(django_capture_on_commit_callbacks, RECEIVED + datetime.timedelta(days=15))
+    assert _marks(rights_request) == ["half"]
+    assert [m.subject.split()[0] for m in mail.outbox] == ["Four", "Half"]  # the first run sent the latest mark only
