@@ -76,6 +76,17 @@ def _field(model, name: str):
     return field if field.concrete or field.many_to_many else None
 
 
+def _field_through(model, path: str):
+    """The field a lookup path ends at, following foreign keys ("request__closed_at"); None if it breaks."""
+    *hops, name = path.split("__")
+    for hop in hops:
+        field = _field(model, hop)
+        if field is None or not field.is_relation or field.many_to_many:
+            return None
+        model = field.related_model
+    return _field(model, name)
+
+
 def _seed_categories() -> tuple[set[str] | None, list[checks.CheckMessage]]:
     from inventory.policy import PolicyFileError, policy_file_read
 
@@ -140,7 +151,7 @@ def _check_names(declaration: Declaration) -> list[checks.CheckMessage]:
         named.append((declaration.created, "created"))
     named.extend((name, "timestamps") for name in declaration.timestamps)
     for name, where in named:
-        field = _field(model, name)
+        field = _field(model, name) if where != "timestamps" else _field_through(model, name)
         if field is None:
             errors.append(
                 checks.Error(

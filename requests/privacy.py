@@ -22,6 +22,7 @@ privacy.register(
     category=R,
     created="received_at",
     timestamps=("closed_at",),
+    duty_ends=True,  # kept through erasure, for a fixed time: the seeded rule deletes it 24 months after closure
     fields={
         "subject_ref": Field(R, Erase.RETAIN, "Your random reference"),
         "contact_email": Field(R, Erase.NULL, "The address we answer the request at"),
@@ -68,6 +69,7 @@ privacy.register(
     subject="request__subject",
     category=R,
     created="started_at",
+    timestamps=("request__closed_at",),  # the timeline goes with its request (rule rights-requests-24m)
     fields={"note": Field(R, Erase.REDACT, "Why the request was on hold, in our words", third_party=True)},
     not_personal=("id", "request", "reason", "stops_clock", "started_at", "ended_at"),
 )
@@ -77,6 +79,7 @@ privacy.register(
     subject="request__subject",
     category=R,
     created="at",
+    timestamps=("request__closed_at",),  # the timeline goes with its request (rule rights-requests-24m)
     fields={"message": Field(R, Erase.REDACT, "What happened, in our words", third_party=True)},
     not_personal=("id", "request", "at", "kind", "actor", "from_status", "to_status", "details"),
 )

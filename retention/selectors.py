@@ -43,8 +43,9 @@ def _subject_field(path: str, name: str) -> str:
 
 
 def is_retained(decl: Declaration) -> bool:
-    """A model that keeps a field under a legal duty (the audit trail, hold records) is never purged."""
-    return any(f.erase == Erase.RETAIN for f in decl.fields.values())
+    """A model that keeps a field under a legal duty with no end (the audit trail, hold records) is never
+    purged; one whose duty lasts a fixed time (`duty_ends`, a rights request's record) may be deleted by a rule."""
+    return not decl.duty_ends and any(f.erase == Erase.RETAIN for f in decl.fields.values())
 
 
 def governed_models(rule: RetentionRule) -> list[Declaration]:
@@ -72,7 +73,7 @@ def expiry_supported(decl: Declaration, rule: RetentionRule) -> bool:
     if kind == RetentionRule.CountsFrom.CREATED:
         return bool(decl.created)
     if kind == RetentionRule.CountsFrom.TIMESTAMP:
-        return rule.timestamp_field in decl.timestamp_fields
+        return decl.timestamp_path(rule.timestamp_field) is not None
     if kind == RetentionRule.CountsFrom.LAST_ACTIVITY:
         return subject_path(decl) is not None or bool(decl.created)
     if kind == RetentionRule.CountsFrom.ACCOUNT_CLOSURE:
@@ -106,7 +107,7 @@ def expired_q(decl: Declaration, rule: RetentionRule, cutoff: datetime) -> Q:
     if kind == RetentionRule.CountsFrom.CREATED:
         return Q(**{f"{decl.created}__lt": cutoff})
     if kind == RetentionRule.CountsFrom.TIMESTAMP:
-        return Q(**{f"{rule.timestamp_field}__lt": cutoff})
+        return Q(**{f"{decl.timestamp_path(rule.timestamp_field)}__lt": cutoff})
     path = subject_path(decl)
     if kind == RetentionRule.CountsFrom.LAST_ACTIVITY:
         q = Q()

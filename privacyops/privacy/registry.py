@@ -73,11 +73,18 @@ class Declaration:
     identifier: str | None = None
     category: str | None = None  # the row's category: the one its retention follows
     created: str | None = None  # the field holding the row's creation time
-    timestamps: tuple[str, ...] = ()  # further timestamps a retention rule may count from
+    # Further timestamps a retention rule may count from: a field of the model, or of a parent through a
+    # lookup path ("request__closed_at": a request's timeline expires with the request). A rule names the
+    # timestamp by its last part, so one rule governs the parent and its children alike.
+    timestamps: tuple[str, ...] = ()
     fields: Mapping[str, Field] = field(default_factory=dict)
     not_personal: frozenset[str] = frozenset()
     reason: str = ""  # for a model declared not personal: why
     store: str | None = None  # data store code; default: the app's store
+    # RETAIN fields survive the subject's erasure. Usually the duty has no end (the audit trail), so no
+    # retention rule may delete such rows; where the law keeps the record for a fixed time only (a rights
+    # request's record: CCPA asks for 24 months), `duty_ends` lets a delete rule remove it afterwards.
+    duty_ends: bool = False
 
     @property
     def label(self) -> str:
@@ -103,7 +110,16 @@ class Declaration:
 
     @property
     def timestamp_fields(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(([self.created] if self.created else []) + list(self.timestamps)))
+        """The names a rule may count from (the last part of each declared path)."""
+        return tuple(dict.fromkeys(path.rsplit("__", 1)[-1] for path in self._timestamp_paths))
+
+    def timestamp_path(self, name: str) -> str | None:
+        """The lookup from this model to the timestamp a rule names, or None when it declares none of that name."""
+        return next((path for path in self._timestamp_paths if path.rsplit("__", 1)[-1] == name), None)
+
+    @property
+    def _timestamp_paths(self) -> list[str]:
+        return ([self.created] if self.created else []) + list(self.timestamps)
 
     @property
     def is_account_model(self) -> bool:
@@ -183,6 +199,7 @@ class PrivacyRegistry:
         created: str | None = None,
         timestamps: Iterable[str] = (),
         store: str | None = None,
+        duty_ends: bool = False,
     ) -> Declaration:
         if not isinstance(model, type) or not issubclass(model, models.Model):
             raise RegistryError(f"privacy.register() takes a model class, not {model!r}.")
@@ -203,7 +220,10 @@ class PrivacyRegistry:
             fields=coerced,
             not_personal=frozenset(not_personal),
             store=store,
+            duty_ends=duty_ends,
         )
+        if duty_ends and not any(f.erase == Erase.RETAIN for f in coerced.values()):
+            raise RegistryError(f"{model._meta.label}: duty_ends is for models that keep fields under a legal duty (RETAIN).")
         return self._add(declaration)
 
     def register_not_personal(self, model: type[models.Model], *, reason: str) -> Declaration:

@@ -23,6 +23,7 @@ EXPECTED = {
     "user-content": ("P30D", "account_closure", "delete"),
     "feedback": ("P3Y", "created", "anonymise"),
     "retention-records": ("P2Y", "created", "delete"),
+    "rights-request-records": ("P24M", "timestamp", "delete"),
 }
 
 
@@ -62,7 +63,7 @@ def test_pm_vi_1_loadpolicy_seeds_the_example_rules_disabled_and_unconfirmed():
     assert {code: (r.period, r.counts_from, r.action) for code, r in rules.items()} == EXPECTED
     assert all(not r.enabled and r.confirmed_at is None and r.confirmed_by is None for r in rules.values())
     assert all(r.store is None and len(r.seed_digest) == 64 for r in rules.values())
-    assert "Retention rules" in output and "5 created" in output.split("Retention rules")[1]
+    assert "Retention rules" in output and f"{len(EXPECTED)} created" in output.split("Retention rules")[1]
 
 
 def test_a_second_load_creates_and_updates_nothing_and_writes_no_audit_event():
@@ -72,16 +73,16 @@ def test_a_second_load_creates_and_updates_nothing_and_writes_no_audit_event():
     report = register_policy_load()
 
     counts = report.extensions[seeding.LABEL]
-    assert (counts.created, counts.updated, counts.unchanged, counts.kept) == (0, 0, 5, 0)
+    assert (counts.created, counts.updated, counts.unchanged, counts.kept) == (0, 0, len(EXPECTED), 0)
     assert not report.changed
     assert AuditEvent.objects.count() == events
-    assert "0 created, 0 updated, 5 unchanged" in _load().split("Retention rules")[1]
+    assert f"0 created, 0 updated, {len(EXPECTED)} unchanged" in _load().split("Retention rules")[1]
 
 
 def test_the_load_audit_event_counts_the_rules():
     report = register_policy_load()
     event = AuditEvent.objects.get(pk=report.audit_event_id)
-    assert event.details["counts"][seeding.LABEL]["created"] == 5
+    assert event.details["counts"][seeding.LABEL]["created"] == len(EXPECTED)
 
 
 def test_a_rule_the_dpo_edited_is_kept_and_reset_restores_it():
@@ -94,7 +95,7 @@ def test_a_rule_the_dpo_edited_is_kept_and_reset_restores_it():
 
     _load("--reset")
     assert RetentionRule.objects.get(code="log-data-180d").period == "P180D"
-    assert register_policy_load().extensions[seeding.LABEL].unchanged == 5
+    assert register_policy_load().extensions[seeding.LABEL].unchanged == len(EXPECTED)
 
 
 def test_pm_vi_1_a_confirmed_rule_is_kept_and_never_rewritten_without_reset(monkeypatch, tmp_path):
@@ -122,7 +123,7 @@ def test_a_confirmed_rule_with_the_seed_values_is_unchanged_and_stays_enabled():
 
     report = register_policy_load(reset=True)
 
-    assert report.extensions[seeding.LABEL].unchanged == 5
+    assert report.extensions[seeding.LABEL].unchanged == len(EXPECTED)
     assert RetentionRule.objects.get(code="log-data-180d").enabled
 
 
