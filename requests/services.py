@@ -45,6 +45,7 @@ from .models import (
     RightsRequest,
     Status,
 )
+from .reminders import reminder_marks_for_new_due
 from .selectors import requests_open_for
 
 APPROVE = "requests.approve_rightsrequest"
@@ -398,6 +399,8 @@ def rights_request_resume(*, rights_request: RightsRequest, actor) -> RightsRequ
                 locked.extended_due_at = deadlines.extended_due_for(locked)
                 fields.append("extended_due_at")
             details["due_at"] = locked.effective_due_at.isoformat()
+            locked.reminders_sent = reminder_marks_for_new_due(locked)
+            fields.append("reminders_sent")
         locked.status = back_to
         locked.save(update_fields=fields)
         _event(locked, RequestEvent.Kind.MOVE, actor, from_status=Status.ON_HOLD, to_status=back_to, details=details)
@@ -424,8 +427,16 @@ def rights_request_extend(*, rights_request: RightsRequest, actor, reason: str) 
         locked.extensions_used += 1
         locked.extension_reason = reason
         locked.extension_notice_sent_at = timezone.now()
+        locked.reminders_sent = reminder_marks_for_new_due(locked)  # the longer period is reminded afresh
         locked.save(
-            update_fields=["extended_due_at", "extensions_used", "extension_reason", "extension_notice_sent_at", "updated_at"]
+            update_fields=[
+                "extended_due_at",
+                "extensions_used",
+                "extension_reason",
+                "extension_notice_sent_at",
+                "reminders_sent",
+                "updated_at",
+            ]
         )
         details = {
             "due_at": new_due.isoformat(),

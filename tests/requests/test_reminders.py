@@ -192,3 +192,20 @@ def test_pm_ix_9_after_an_extension_the_marks_the_new_period_has_not_passed_are_
     _run(django_capture_on_commit_callbacks, RECEIVED + datetime.timedelta(days=15))
     assert _marks(rights_request) == ["half"]
     assert [m.subject.split()[0] for m in mail.outbox] == ["Four", "Half"]  # the first run sent the latest mark only
+
+
+def test_pm_ix_9_extending_through_the_service_clears_the_marks_the_longer_period_has_not_passed(
+    django_capture_on_commit_callbacks,
+):
+    from django.utils import timezone
+
+    from requests.services import rights_request_extend
+    from tests.factories.requests import DeadlineRuleFactory
+
+    received = timezone.now() - datetime.timedelta(days=20)
+    rights_request = _request(received_at=received, due_at=received + datetime.timedelta(days=30), reminders_sent=["half"])
+    DeadlineRuleFactory(jurisdiction=rights_request.jurisdiction, gdpr=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        rights_request_extend(rights_request=rights_request, actor=staff_in_role(ROLE_DPO), reason="Many requests at once")
+    assert rights_request.extended_due_at > rights_request.due_at
+    assert _marks(rights_request) == []  # 20 days into a three-month period: half is still to come
