@@ -51,6 +51,7 @@ from .models import GENESIS_HASH, ConsentEvent, ConsentPurpose
 ENGINES = ("auto", "copy", "portable")
 _TEMP_TABLES = (
     "consent_import_staging",
+    "consent_import_lines",
     "consent_import_policy",
     "consent_import_rows",
     "consent_import_notice",
@@ -202,12 +203,14 @@ def _trim(column: str) -> str:
 
 
 # A subject_ref is 36 characters: hex digits with hyphens at 9, 14, 19 and 24 (bulk.UUID_PATTERN), read
-# by position -- a regular expression costs several times more per row.
+# by position -- a regular expression costs several times more per row. Even so this test costs more than
+# the rest of a line's checks (translate looks every character up in its list), so _ROWS first matches the
+# text against the accounts' canonical (lower-case) subject_refs, which only a valid uuid can equal, and
+# tests the few texts that match none.
 _UUID_TEXT_OK = (
     "(length({t}) = 36 AND translate({t}, '0123456789abcdefABCDEF', '') = '----'"
     " AND substr({t}, 9, 1) = '-' AND substr({t}, 14, 1) = '-' AND substr({t}, 19, 1) = '-' AND substr({t}, 24, 1) = '-')"
 )
-_SUBJECT = "CASE WHEN {ok} THEN {t}::uuid END".format(ok=_UUID_TEXT_OK, t="{t}")
 
 # Every line in one pass, with everything the checks and the writes need. The moment's shape is checked
 # against the shapes that passed the shared pattern (see _MOMENT_SHAPES); its parts are then read by
@@ -218,19 +221,25 @@ _ROWS = f"""
 CREATE TEMP TABLE consent_import_rows ON COMMIT DROP AS
 SELECT q.line, q.subject_text, q.subject_ref, q.purpose_code, q.action, q.moment_text, q.moment_ok, q.moment,
     q.language, q.jurisdiction_text, q.notice_version,
-    u.id IS NOT NULL AS account_known,
+    q.known_id IS NOT NULL OR u.id IS NOT NULL AS account_known,
     cp.id AS purpose_id, cp.is_necessary, cp.is_active,
-    u.country, u.region,
+    coalesce(q.known_country, u.country) AS country, coalesce(q.known_region, u.region) AS region,
     j.code IS NOT NULL AS jurisdiction_known,
     pol.policy_id, coalesce(pol.label, '') AS policy_label
 FROM (
+    SELECT a.*, k.id AS known_id, k.country AS known_country, k.region AS known_region,
+        CASE WHEN k.id IS NOT NULL THEN k.subject_ref WHEN {_UUID_TEXT_OK.format(t="a.subject_text")} THEN a.subject_text::uuid
+        END AS subject_ref
+    FROM (
     SELECT p.*, CASE WHEN moment_ok THEN moment_text::timestamptz END AS moment
     FROM (
         SELECT o.*, CASE
             WHEN NOT moment_shape THEN false
             WHEN substr(moment_text, 1, 4)::int < 1 OR substr(moment_text, 6, 2)::int NOT BETWEEN 1 AND 12 THEN false
-            WHEN substr(moment_text, 9, 2)::int NOT BETWEEN 1 AND extract(day FROM make_date(
-                substr(moment_text, 1, 4)::int, substr(moment_text, 6, 2)::int, 1) + interval '1 month' - interval '1 day')::int
+            WHEN substr(moment_text, 9, 2)::int NOT BETWEEN 1 AND
+                (ARRAY[31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[substr(moment_text, 6, 2)::int]
+                + (substr(moment_text, 6, 2) = '02' AND substr(moment_text, 1, 4)::int %% 4 = 0
+                    AND (substr(moment_text, 1, 4)::int %% 100 <> 0 OR substr(moment_text, 1, 4)::int %% 400 = 0))::int
                 THEN false
             WHEN length(moment_text) > 10 AND (substr(moment_text, 12, 2)::int > 23 OR substr(moment_text, 15, 2)::int > 59
                 OR (substr(moment_text, 17, 1) = ':' AND substr(moment_text, 18, 2)::int > 59)) THEN false
@@ -240,26 +249,18 @@ FROM (
         FROM (
             SELECT m.*, greatest(strpos(tail, '+'), strpos(tail, '-')) AS sign_at
             FROM (
-                SELECT t.*,
-                    translate(moment_text, '012345678', '999999999') = ANY(%(moment_shapes)s) AS moment_shape,
-                    CASE WHEN length(moment_text) > 16 THEN substr(moment_text, 17) ELSE '' END AS tail,
-                    {_SUBJECT.format(t="subject_text")} AS subject_ref
-                FROM (
-                    SELECT line,
-                        {_trim("subject_ref")} AS subject_text,
-                        {_trim("purpose")} AS purpose_code,
-                        {_trim("action")} AS action,
-                        {_trim("effective_at")} AS moment_text,
-                        coalesce(nullif({_trim("language")}, ''), %(default_language)s) AS language,
-                        {_trim("jurisdiction")} AS jurisdiction_text,
-                        {_trim("notice_version")} AS notice_version
-                    FROM consent_import_staging OFFSET 0
-                ) t OFFSET 0
+                SELECT t.line, t.subject_text, t.purpose_code, t.action, t.moment_text, t.language, t.jurisdiction_text,
+                    t.notice_version, t.moment_shape = ANY(%(moment_shapes)s) AS moment_shape,
+                    CASE WHEN length(moment_text) > 16 THEN substr(moment_text, 17) ELSE '' END AS tail
+                FROM consent_import_lines t
             ) m OFFSET 0
         ) o OFFSET 0
     ) p OFFSET 0
+    ) a
+    LEFT JOIN accounts_user k ON k.subject_ref::text = a.subject_text
+    OFFSET 0
 ) q
-LEFT JOIN accounts_user u ON u.subject_ref = q.subject_ref
+LEFT JOIN accounts_user u ON q.known_id IS NULL AND u.subject_ref = q.subject_ref
 LEFT JOIN consents_consentpurpose cp ON cp.code = q.purpose_code
 LEFT JOIN inventory_jurisdiction j ON j.code = q.jurisdiction_text
 LEFT JOIN consent_import_policy pol ON q.moment >= pol.lo AND (pol.hi IS NULL OR q.moment < pol.hi)
@@ -270,8 +271,25 @@ LEFT JOIN consent_import_policy pol ON q.moment >= pol.lo AND (pol.hi IS NULL OR
 # the others, so a text matches it exactly when its shape -- every digit written as 9 -- does. A file
 # has a handful of shapes: each is tested once in Python with the very pattern the portable path uses,
 # where a regular expression on every line would cost more than the rest of the check.
-_MOMENT_SHAPES = f"""
-SELECT DISTINCT translate({_trim("effective_at")}, '012345678', '999999999') FROM consent_import_staging
+_MOMENT_SHAPES = "SELECT DISTINCT moment_shape FROM consent_import_lines"
+
+# The trimmed cells and the shape of each moment, once: the shapes are checked before _ROWS can use them.
+# Nine replace() calls cost less than one translate(), which looks every character up in its list.
+_SHAPE = "replace(" * 9 + "moment_text" + "".join(f", '{digit}', '9')" for digit in "012345678")
+_LINES = f"""
+CREATE TEMP TABLE consent_import_lines ON COMMIT DROP AS
+SELECT t.*, {_SHAPE} AS moment_shape
+FROM (
+    SELECT line,
+        {_trim("subject_ref")} AS subject_text,
+        {_trim("purpose")} AS purpose_code,
+        {_trim("action")} AS action,
+        {_trim("effective_at")} AS moment_text,
+        coalesce(nullif({_trim("language")}, ''), %(default_language)s) AS language,
+        {_trim("jurisdiction")} AS jurisdiction_text,
+        {_trim("notice_version")} AS notice_version
+    FROM consent_import_staging OFFSET 0
+) t
 """  # noqa: S608 -- composed of this module's constants, never of input
 
 _ERRORS = """
@@ -353,7 +371,7 @@ _EVENT_COLUMNS = (
 # are drawn in the final (subject_ref, seq) order -- volatile functions run after the sort.
 _EVENTS = f"""
 CREATE TEMP TABLE consent_import_events ON COMMIT DROP AS
-SELECT nextval(pg_get_serial_sequence('consents_consentevent', 'id')) AS id, x.*
+SELECT nextval(%(id_sequence)s::regclass) AS id, x.*
 FROM (
     SELECT {_EVENT_COLUMNS}, hash, prev_hash, is_head,
         row_number() OVER (PARTITION BY subject_ref, purpose_id ORDER BY moment DESC, line DESC) = 1 AS is_latest
@@ -492,10 +510,11 @@ def _lines_check(cursor, *, now) -> dict:
             upper = policy.effective_at
     if ranges:
         cursor.executemany("INSERT INTO consent_import_policy VALUES (%s, %s, %s, %s)", ranges)
-    cursor.execute("ANALYZE consent_import_staging, consent_import_policy")
+    cursor.execute(_LINES, {"default_language": bulk.DEFAULT_LANGUAGE})
+    cursor.execute("ANALYZE consent_import_lines, consent_import_policy")
     cursor.execute(_MOMENT_SHAPES)
     shapes = [shape for (shape,) in cursor.fetchall() if bulk.moment_shape_ok(shape)]
-    cursor.execute(_ROWS, {"default_language": bulk.DEFAULT_LANGUAGE, "moment_shapes": shapes})
+    cursor.execute(_ROWS, {"moment_shapes": shapes})
     cursor.execute("ANALYZE consent_import_rows")
 
     cursor.execute(
@@ -561,9 +580,14 @@ def _copy_write(cursor, *, actor, source: ImportSource, now, context: dict, watc
 
     recorded_text = now.astimezone(datetime.UTC).isoformat(timespec="microseconds")
     actor_label = actor.get_username() if actor is not None else ""
+    # Named once here: pg_get_serial_sequence in the statement would run its catalog lookups for every row
+    # (1.7 s per million).
+    cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [ConsentEvent._meta.db_table])
+    id_sequence = cursor.fetchone()[0]
     cursor.execute(
         _EVENTS,
         {
+            "id_sequence": id_sequence,
             "genesis": GENESIS_HASH,
             "actor_label_json": json.dumps(actor_label, ensure_ascii=False),
             "instruction_json": json.dumps(source.instruction, ensure_ascii=False),
