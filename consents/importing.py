@@ -52,6 +52,7 @@ ENGINES = ("auto", "copy", "portable")
 _TEMP_TABLES = (
     "consent_import_staging",
     "consent_import_lines",
+    "consent_import_subjects",
     "consent_import_policy",
     "consent_import_rows",
     "consent_import_notice",
@@ -203,34 +204,38 @@ def _trim(column: str) -> str:
 
 
 # A subject_ref is 36 characters: hex digits with hyphens at 9, 14, 19 and 24 (bulk.UUID_PATTERN), read
-# by position -- a regular expression costs several times more per row. Even so this test costs more than
-# the rest of a line's checks (translate looks every character up in its list), so _ROWS first matches the
-# text against the accounts' canonical (lower-case) subject_refs, which only a valid uuid can equal, and
-# tests the few texts that match none.
+# by position -- a regular expression costs several times more per row. Even so the test costs more than
+# all the other checks of a line (translate looks every character up in its list), so it runs once per
+# distinct text (a file names each subject about ten times), with the account's lookup.
 _UUID_TEXT_OK = (
     "(length({t}) = 36 AND translate({t}, '0123456789abcdefABCDEF', '') = '----'"
     " AND substr({t}, 9, 1) = '-' AND substr({t}, 14, 1) = '-' AND substr({t}, 19, 1) = '-' AND substr({t}, 24, 1) = '-')"
 )
+_SUBJECTS = f"""
+CREATE TEMP TABLE consent_import_subjects ON COMMIT DROP AS
+SELECT d.subject_text, d.subject_ref, u.id AS account_id, u.country, u.region
+FROM (
+    SELECT subject_text, CASE WHEN {_UUID_TEXT_OK.format(t="subject_text")} THEN subject_text::uuid END AS subject_ref
+    FROM (SELECT DISTINCT subject_text FROM consent_import_lines) t OFFSET 0
+) d
+LEFT JOIN accounts_user u ON u.subject_ref = d.subject_ref
+"""  # noqa: S608 -- composed of this module's constants, never of input
 
 # Every line in one pass, with everything the checks and the writes need. The moment's shape is checked
 # against the shapes that passed the shared pattern (see _MOMENT_SHAPES); its parts are then read by
 # position, which the pattern fixes, and checked against the calendar -- never a cast that could fail. Each level is a subquery
 # with OFFSET 0 so that PostgreSQL computes a row's texts and tests once, instead of inlining the
 # expression at every place that uses it.
-_ROWS = f"""
+_ROWS = """
 CREATE TEMP TABLE consent_import_rows ON COMMIT DROP AS
-SELECT q.line, q.subject_text, q.subject_ref, q.purpose_code, q.action, q.moment_text, q.moment_ok, q.moment,
+SELECT q.line, q.subject_text, s.subject_ref, q.purpose_code, q.action, q.moment_text, q.moment_ok, q.moment,
     q.language, q.jurisdiction_text, q.notice_version,
-    q.known_id IS NOT NULL OR u.id IS NOT NULL AS account_known,
+    s.account_id IS NOT NULL AS account_known,
     cp.id AS purpose_id, cp.is_necessary, cp.is_active,
-    coalesce(q.known_country, u.country) AS country, coalesce(q.known_region, u.region) AS region,
+    s.country, s.region,
     j.code IS NOT NULL AS jurisdiction_known,
     pol.policy_id, coalesce(pol.label, '') AS policy_label
 FROM (
-    SELECT a.*, k.id AS known_id, k.country AS known_country, k.region AS known_region,
-        CASE WHEN k.id IS NOT NULL THEN k.subject_ref WHEN {_UUID_TEXT_OK.format(t="a.subject_text")} THEN a.subject_text::uuid
-        END AS subject_ref
-    FROM (
     SELECT p.*, CASE WHEN moment_ok THEN moment_text::timestamptz END AS moment
     FROM (
         SELECT o.*, CASE
@@ -256,15 +261,12 @@ FROM (
             ) m OFFSET 0
         ) o OFFSET 0
     ) p OFFSET 0
-    ) a
-    LEFT JOIN accounts_user k ON k.subject_ref::text = a.subject_text
-    OFFSET 0
 ) q
-LEFT JOIN accounts_user u ON q.known_id IS NULL AND u.subject_ref = q.subject_ref
+JOIN consent_import_subjects s ON s.subject_text = q.subject_text
 LEFT JOIN consents_consentpurpose cp ON cp.code = q.purpose_code
 LEFT JOIN inventory_jurisdiction j ON j.code = q.jurisdiction_text
 LEFT JOIN consent_import_policy pol ON q.moment >= pol.lo AND (pol.hi IS NULL OR q.moment < pol.hi)
-"""  # noqa: S608 -- composed of this module's constants, never of input
+"""
 
 # Clean lines pass one cheap test; only the others get their messages, one per bad cell.
 # The grammar of a moment (bulk.MOMENT_PATTERN) asks for digits at some places and fixed characters at
@@ -511,7 +513,8 @@ def _lines_check(cursor, *, now) -> dict:
     if ranges:
         cursor.executemany("INSERT INTO consent_import_policy VALUES (%s, %s, %s, %s)", ranges)
     cursor.execute(_LINES, {"default_language": bulk.DEFAULT_LANGUAGE})
-    cursor.execute("ANALYZE consent_import_lines, consent_import_policy")
+    cursor.execute(_SUBJECTS)
+    cursor.execute("ANALYZE consent_import_lines, consent_import_policy, consent_import_subjects")
     cursor.execute(_MOMENT_SHAPES)
     shapes = [shape for (shape,) in cursor.fetchall() if bulk.moment_shape_ok(shape)]
     cursor.execute(_ROWS, {"moment_shapes": shapes})

@@ -225,6 +225,35 @@ def test_imported_chains_continue_existing_chains_and_old_events_do_not_override
     assert chain_problems(chain) == []
 
 
+def test_one_subject_written_three_ways_is_one_chain_and_equal_times_keep_file_order(tmp_path, purposes, engine):
+    """The copy path matches subject_refs against the accounts' canonical text first; an upper-case or padded
+    ref must still reach the same chain. Equal effective times: file order decides seq, and the state is the
+    later line (the ledger's rule: the latest by effective time, then id)."""
+    if engine is None:
+        return
+    m = purposes["marketing"]
+    subject = UserFactory()
+    ref = str(subject.subject_ref)
+    lines = [
+        f"{ref},{m.code},given,2022-01-01T10:00:00Z,en,,",
+        f"{ref.upper()},{m.code},refused,2022-01-01T10:00:00Z,en,,",
+        f"  {ref}  ,{m.code},withdrawn,2021-06-01,en,,",
+        f"{ref.upper()},{m.code},given,2022-01-01T10:00:00Z,en,,",
+        f"{ref},{m.code},refused,2022-01-01T10:00:00Z,en,,",
+    ]
+    ok, _out, err = run(write(tmp_path, lines), engine)
+
+    assert ok, err
+    chain = ConsentChain.objects.get(subject_ref=subject.subject_ref)
+    events = list(ConsentEvent.objects.filter(chain=chain).order_by("seq"))
+    assert [(e.seq, e.action) for e in events] == [(1, "withdrawn"), (2, "given"), (3, "refused"), (4, "given"), (5, "refused")]
+    assert [e.id for e in events] == sorted(e.id for e in events)
+    assert ConsentState.objects.get(subject_ref=subject.subject_ref, purpose=m).event == events[-1]
+    assert chain.length == 5 and chain.head_hash == events[-1].hash
+    assert chain_problems(chain) == []
+    assert states_match_ledger([subject.subject_ref])
+
+
 def test_dry_run_checks_and_writes_nothing(tmp_path, purposes, engine):
     if engine is None:
         return
