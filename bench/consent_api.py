@@ -119,6 +119,7 @@ class Server:
             DEBUG="false",
             SECRET_KEY=secrets.token_urlsafe(32),
             PSEUDONYM_KEY=secrets.token_urlsafe(32),
+            EXPORT_ENCRYPTION_KEY="YmVuY2gta2V5LW5vdC1zZWNyZXQtYmVuY2gta2V5LTE=",
             ALLOWED_HOSTS="127.0.0.1",
             SECURE_SSL_REDIRECT="false",  # plain HTTP on loopback; production terminates TLS in front
             CONN_MAX_AGE="60",  # persistent connections, as a production deployment sets

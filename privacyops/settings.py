@@ -46,6 +46,8 @@ INSTALLED_APPS = [
     "import_export",
     "django_celery_beat",
     "pgtrigger",
+    "django_otp",
+    "django_otp.plugins.otp_email",
     "privacyops.apps.PrivacyOpsConfig",
     "accounts.apps.AccountsConfig",
     "inventory.apps.InventoryConfig",
@@ -263,6 +265,21 @@ PERIODIC_TASKS = {
         "schedule": crontab(minute=0),  # hourly: Indonesia's 3x24-hour periods pass a mark every few hours
         "options": {"queue": "default"},
     },
+    "requests: delete expired export packages": {
+        "task": "requests.tasks.export_packages_expire",
+        "schedule": crontab(minute=20),
+        "options": {"queue": "exports"},
+    },
+    "requests: close unverified requests": {
+        "task": "requests.tasks.close_unverified_requests",
+        "schedule": crontab(minute=40, hour=3),
+        "options": {"queue": "default"},
+    },
+    "requests: resume fulfilment jobs whose worker stopped": {
+        "task": "requests.tasks.resume_stalled_jobs",
+        "schedule": crontab(minute="*/2"),
+        "options": {"queue": "default"},
+    },
     "retention: resume runs whose worker stopped": {
         "task": "retention.tasks.resume_stalled_runs",
         "schedule": crontab(),  # every minute: resuming is driven by the database, not by broker redelivery
@@ -294,6 +311,27 @@ CONSENT_CLOCK_SKEW = datetime.timedelta(seconds=60)
 # The one cookie that remembers the banner choice (necessary, PM-III-2), and how long it lasts.
 CONSENT_COOKIE_NAME = "privacyops_choice"
 CONSENT_COOKIE_AGE = datetime.timedelta(days=365)
+
+# --- Rights requests --------------------------------------------------------------------------------
+# A verification link (requests without a signed-in session) works this many days, once; a request still
+# unverified after REQUEST_UNVERIFIED_CLOSE_DAYS closes itself, and the requester is told.
+REQUEST_VERIFICATION_DAYS = env.int("REQUEST_VERIFICATION_DAYS", default=7)
+REQUEST_UNVERIFIED_CLOSE_DAYS = env.int("REQUEST_UNVERIFIED_CLOSE_DAYS", default=14)
+# Public intake forms (requests without an account, reports of a child's account): per client address.
+REQUEST_INTAKE_PER_HOUR = env.int("REQUEST_INTAKE_PER_HOUR", default=5)
+# Access and portability packages: kept this many days, downloadable at most 5 times (a database
+# constraint), each download through a single-use link valid EXPORT_LINK_MINUTES.
+EXPORT_PACKAGE_DAYS = env.int("EXPORT_PACKAGE_DAYS", default=7)
+EXPORT_LINK_MINUTES = env.int("EXPORT_LINK_MINUTES", default=60)
+# The key packages are encrypted with at rest (urlsafe base64 of 32 random bytes:
+# `python -c "import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())"`). Required
+# with DEBUG off; rotating it makes packages already built unreadable (they live a week).
+EXPORT_ENCRYPTION_KEY = env.str(
+    "EXPORT_ENCRYPTION_KEY", default="ZGV2ZWxvcG1lbnQta2V5LW5vdC1wcm9kdWN0aW9uISE=" if DEBUG else env.NOTSET
+)
+# Every erasure is also appended here, outside the database, so that `manage.py dsr replay-erasures`
+# can apply it again after a restore from a backup older than the erasure. Keep it on separate storage.
+ERASURE_LOG_PATH = env.str("ERASURE_LOG_PATH", default=str(VAR_DIR / "erasure-log.jsonl"))
 
 # --- django-import-export -------------------------------------------------------------------------
 # Its defaults let every staff user import and export and leave formulae live in spreadsheets.

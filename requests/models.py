@@ -81,6 +81,13 @@ for _status in CLOSED_STATUSES:
     MOVES[_status] = frozenset()
 
 
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
 class Channel(models.TextChoices):
     WEB = "web", "Web form"
     EMAIL = "email", "Email"
@@ -223,6 +230,16 @@ class RightsRequest(models.Model):
         editable=False,
         help_text="The staff member who logged it; empty when the requester submitted it.",
     )
+    # The fulfilment job (export, erasure ...): its state, progress for the workbench's bar, a lease so a
+    # stalled worker's job can be resumed, and its result (the export's counts, the erasure's outcome).
+    job_status = models.CharField(max_length=10, choices=JobStatus.choices, blank=True, editable=False)
+    job_done = models.PositiveBigIntegerField(default=0, editable=False)
+    job_total = models.PositiveBigIntegerField(default=0, editable=False)
+    job_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    job_finished_at = models.DateTimeField(null=True, blank=True, editable=False)
+    job_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    job_result = models.JSONField(default=dict, blank=True, editable=False)
+    job_error = models.TextField(blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -339,3 +356,162 @@ class RequestEvent(models.Model):
         if not self._state.adding:
             raise ValueError("Request events are append-only.")
         super().save(*args, **kwargs)
+
+
+class VerificationLink(models.Model):
+    """A signed, single-use link that proves the requester controls an address (PM-IX-9): sent for requests
+    without a verified session, valid `REQUEST_VERIFICATION_DAYS`. Only the token's SHA-256 is stored."""
+
+    request = models.ForeignKey(RightsRequest, on_delete=models.CASCADE, related_name="verification_links")
+    token_sha256 = models.CharField(max_length=64, unique=True)
+    sent_to = models.EmailField()
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                name="verification_link_expires_after_creation", condition=Q(expires_at__gt=models.F("created_at"))
+            )
+        ]
+
+    def __str__(self):
+        return f"Verification link for {self.request.reference}"
+
+
+class ExportPackage(models.Model):
+    """An access or portability package (PM-IX-1, PM-IX-4): one ZIP, stored encrypted at rest, downloadable
+    a few times through single-use links until it expires; then the file is deleted and the row stays as
+    the record that it existed (size, digest, downloads)."""
+
+    class Status(models.TextChoices):
+        BUILDING = "building", "Building"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+        EXPIRED = "expired", "Expired (file deleted)"
+
+    request = models.ForeignKey(RightsRequest, on_delete=models.CASCADE, related_name="packages")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.BUILDING)
+    file = models.FileField(upload_to="requests/packages/%Y/%m/", blank=True, max_length=300)
+    size_bytes = models.PositiveBigIntegerField(default=0, help_text="Of the ZIP before encryption.")
+    sha256 = models.CharField(max_length=64, blank=True, help_text="Of the ZIP before encryption.")
+    files = models.PositiveIntegerField(default=0)
+    rows = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField()
+    downloads = models.PositiveSmallIntegerField(default=0)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                name="export_package_known_status", condition=Q(status__in=["building", "ready", "failed", "expired"])
+            ),
+            models.CheckConstraint(name="export_package_at_most_5_downloads", condition=Q(downloads__lte=5)),
+            models.CheckConstraint(name="export_package_ready_has_digest", condition=~Q(status="ready") | ~Q(sha256="")),
+        ]
+
+    def __str__(self):
+        return f"Package {self.pk} of {self.request.reference}"
+
+
+class DownloadLink(models.Model):
+    """A single-use link to a package: used up when its download starts (PM-IX-1). Only the token's SHA-256
+    is stored; the subject asks for a new link while the package lives and has downloads left."""
+
+    package = models.ForeignKey(ExportPackage, on_delete=models.CASCADE, related_name="links")
+    token_sha256 = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"Link to package {self.package_id}"
+
+
+class RectificationItem(models.Model):
+    """One proposed correction of one registered, rectifiable field (PM-IX-3): the old and new values side
+    by side for the DPO, who applies or rejects each."""
+
+    class Decision(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPLIED = "applied", "Applied"
+        REJECTED = "rejected", "Rejected"
+
+    request = models.ForeignKey(RightsRequest, on_delete=models.CASCADE, related_name="rectifications")
+    model_label = models.CharField(max_length=100, help_text="e.g. accounts.User")
+    object_pk = models.CharField(max_length=64)
+    field = models.CharField(max_length=100)
+    old_value = models.TextField(blank=True)
+    new_value = models.TextField(blank=True)
+    decision = models.CharField(max_length=10, choices=Decision.choices, default=Decision.PENDING)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["request", "model_label", "field"]
+        constraints = [
+            models.CheckConstraint(
+                name="rectification_decided_iff_not_pending",
+                condition=Q(decision="pending", decided_at__isnull=True) | (~Q(decision="pending") & Q(decided_at__isnull=False)),
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.model_label}.{self.field}: {self.get_decision_display()}"
+
+
+class RecipientNotice(models.Model):
+    """Art. 19: a recipient that receives the affected categories is told of a rectification, erasure or
+    restriction. A task for the DPO until a webhook does it: marked done by hand."""
+
+    request = models.ForeignKey(RightsRequest, on_delete=models.CASCADE, related_name="recipient_notices")
+    recipient = models.ForeignKey("inventory.Recipient", on_delete=models.PROTECT, related_name="+")
+    categories = models.JSONField(default=list, help_text="Codes of the affected data categories it receives.")
+    created_at = models.DateTimeField(default=timezone.now)
+    done_at = models.DateTimeField(null=True, blank=True)
+    done_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [models.UniqueConstraint(fields=["request", "recipient"], name="recipient_notice_once_per_request")]
+
+    def __str__(self):
+        return f"Tell {self.recipient} about {self.request.reference}"
+
+
+class Disclosure(models.Model):
+    """PM-IV-5: one disclosure of a person's data to an authority or other third party, outside the regular
+    recipients: who asked, on what legal ground, which categories, when, approved by whom. Access packages
+    list the subject's disclosures."""
+
+    subject = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="disclosures"
+    )
+    subject_ref = models.UUIDField(db_index=True)
+    authority = models.CharField(max_length=200, help_text="Who asked (court, police, regulator ...).")
+    legal_ground = models.CharField(max_length=300)
+    reference = models.CharField(max_length=200, blank=True, help_text="Their case or order number.")
+    categories = models.ManyToManyField("inventory.DataCategory", related_name="+")
+    disclosed_at = models.DateTimeField()
+    approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    notes = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-disclosed_at"]
+
+    def __str__(self):
+        return f"Disclosure to {self.authority} on {self.disclosed_at:%Y-%m-%d}"

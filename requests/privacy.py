@@ -9,7 +9,18 @@ the agent, what they wrote, staff notes -- is cleared: the record then names nob
 from privacyops import privacy
 from privacyops.privacy import Erase, Field
 
-from .models import DeadlineRule, RequestEvent, RequestPause, RightsRequest
+from .models import (
+    DeadlineRule,
+    Disclosure,
+    DownloadLink,
+    ExportPackage,
+    RecipientNotice,
+    RectificationItem,
+    RequestEvent,
+    RequestPause,
+    RightsRequest,
+    VerificationLink,
+)
 
 R = "rights-request-records"
 
@@ -59,6 +70,14 @@ privacy.register(
         "approved_at",
         "duplicate_of",
         "created_by",
+        "job_status",
+        "job_done",
+        "job_total",
+        "job_started_at",
+        "job_finished_at",
+        "job_lease_until",
+        "job_result",
+        "job_error",
         "created_at",
         "updated_at",
     ),
@@ -82,4 +101,81 @@ privacy.register(
     timestamps=("request__closed_at",),  # the timeline goes with its request (rule rights-requests-24m)
     fields={"message": Field(R, Erase.REDACT, "What happened, in our words", third_party=True)},
     not_personal=("id", "request", "at", "kind", "actor", "from_status", "to_status", "details"),
+)
+
+privacy.register(
+    VerificationLink,
+    subject="request__subject",
+    category=R,
+    created="created_at",
+    timestamps=("request__closed_at",),
+    fields={"sent_to": Field(R, Erase.NULL, "The address we sent the verification link to")},
+    not_personal=("id", "request", "token_sha256", "created_at", "expires_at", "used_at"),
+)
+
+privacy.register(
+    ExportPackage,
+    subject="request__subject",
+    category=R,
+    created="created_at",
+    fields={"file": Field(R, Erase.DELETE, "The copy of your data we prepared for you (stored encrypted)")},
+    not_personal=(
+        "id",
+        "request",
+        "status",
+        "size_bytes",
+        "sha256",
+        "files",
+        "rows",
+        "created_at",
+        "ready_at",
+        "expires_at",
+        "downloads",
+        "deleted_at",
+    ),
+)
+
+privacy.register_not_personal(
+    DownloadLink, reason="A single-use link's token hash and times; the package it opens is declared on its own."
+)
+
+privacy.register(
+    RectificationItem,
+    subject="request__subject",
+    category=R,
+    timestamps=("request__closed_at",),
+    fields={
+        "old_value": Field(R, Erase.REDACT, "The value you asked us to correct"),
+        "new_value": Field(R, Erase.REDACT, "The value you proposed"),
+        "note": Field(R, Erase.REDACT, "Why we applied or rejected it", third_party=True),
+    },
+    not_personal=("id", "request", "model_label", "object_pk", "field", "decision", "decided_by", "decided_at"),
+)
+
+privacy.register(
+    RecipientNotice,
+    subject="request__subject",
+    category=R,
+    created="created_at",
+    timestamps=("request__closed_at",),
+    fields={"note": Field(R, Erase.REDACT, "What the recipient was told", third_party=True)},
+    not_personal=("id", "request", "recipient", "categories", "created_at", "done_at", "done_by"),
+)
+
+privacy.register(
+    Disclosure,
+    subject="subject",
+    identifier="subject_ref",
+    category=R,
+    created="disclosed_at",
+    fields={
+        "subject_ref": Field(R, Erase.RETAIN, "Your random reference"),
+        "authority": Field(R, Erase.RETAIN, "Who we disclosed your data to"),
+        "legal_ground": Field(R, Erase.RETAIN, "The legal ground they relied on"),
+        "reference": Field(R, Erase.RETAIN, "Their case or order number"),
+        "categories": Field(R, Erase.RETAIN, "Which kinds of your data we disclosed"),
+        "disclosed_at": Field(R, Erase.RETAIN, "When we disclosed it"),
+        "notes": Field(R, Erase.REDACT, "Our notes on the disclosure", third_party=True),
+    },
+    not_personal=("id", "subject", "approved_by", "created_by", "created_at"),
 )

@@ -31,6 +31,7 @@ from privacyops.audit import audit_record
 
 from . import deadlines
 from .emails import request_email_send
+from .jobs import fulfilment_queue
 from .models import (
     CLOCK_STOPPING_HOLDS,
     CLOSED_STATUSES,
@@ -460,6 +461,7 @@ def rights_request_approve(*, rights_request: RightsRequest, actor) -> RightsReq
         locked.approved_by = actor
         locked.approved_at = timezone.now()
         _move(locked, Status.FULFILLING, actor, details={"approved": True}, fields=("approved_by", "approved_at"))
+        fulfilment_queue(rights_request=locked)  # access, portability and erasure run as jobs, after commit
     return _sync(rights_request, locked)
 
 

@@ -7,6 +7,7 @@ events by that reference (`identifier`), not by a foreign key.
 
 from django.contrib.admin.models import LogEntry
 from django.contrib.sessions.models import Session
+from django_otp.plugins.otp_email.models import EmailDevice
 
 from privacyops.models import AuditEvent
 
@@ -55,4 +56,28 @@ _registry.register(
         "action_time": Field("audit-records", Erase.GENERALISE_DAY, "When the change was made"),
     },
     not_personal=("id", "content_type", "action_flag"),
+)
+
+# django-otp's email device: where one-time codes for re-authentication go (accounts without a password).
+_registry.register(
+    EmailDevice,
+    subject="user",
+    category="account-information",
+    created="created_at",
+    fields={
+        "email": Field("account-information", Erase.DELETE, "The address we send one-time codes to"),
+        "token": Field("account-information", Erase.DELETE, "The one-time code last sent"),
+    },
+    not_personal=(
+        "id",
+        "user",
+        "name",
+        "confirmed",
+        "valid_until",
+        "last_generated_timestamp",
+        "throttling_failure_timestamp",
+        "throttling_failure_count",
+        "created_at",
+        "last_used_at",
+    ),
 )

@@ -38,6 +38,7 @@ def test_pm_i_loadpolicy_creates_one_django_store_per_app_with_personal_data(see
         "django-retention",
         "django-consents",
         "django-requests",
+        "django-otp_email",
         "django-sessions",
         "django-admin",
     } == expected
