@@ -7,6 +7,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("account/", include("accounts.urls", namespace="accounts")),
     path("", include("consents.urls")),
     path("", include("requests.urls")),
 ]
