@@ -235,12 +235,25 @@ def request_new(request):
                 if rectification is not None and rights_request.status != Status.DUPLICATE:
                     rectification.rectification_propose(rights_request=rights_request, changes=form.changes())
         except ValidationError as error:
-            for message in error.messages:
-                form.add_error(None, message)
+            _form_errors(form, error)
         else:
             return _submitted(request, rights_request)
     context = {"right": Right(right), "policy_id": RIGHT_INFO[right][0], "text": RIGHT_INFO[right][1], "form": form}
     return _page(request, "requests/portal/new.html", context, jurisdiction=jurisdiction)
+
+
+def _form_errors(form: RightsRequestForm, error: ValidationError) -> None:
+    """Put the service's errors on the form: a rectification's are keyed "model_label:object_pk:field"."""
+    if not hasattr(error, "error_dict"):
+        for message in error.messages:
+            form.add_error(None, message)
+        return
+    by_key = {
+        f"{item['model_label']}:{item['object_pk']}:{item['field']}": f"fix_{i}" for i, item in enumerate(form.fields_to_fix)
+    }
+    for key, messages_ in error.message_dict.items():
+        for message in messages_:
+            form.add_error(by_key.get(key), message)
 
 
 def _submitted(request, rights_request: RightsRequest):
