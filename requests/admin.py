@@ -27,24 +27,32 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Q
-from django.http import Http404, HttpResponseRedirect
+from django.db.models import Count, Q
+from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from accounts.models import User
-from inventory.models import Jurisdiction
+from consents.models import ConsentPurpose
+from inventory.models import DataCategory, Jurisdiction, Purpose
 from inventory.services import register_entry_save
 
-from . import dashboard, deadlines, services
+from . import dashboard, deadlines, metrics, services
 from .models import (
     MOVES,
     Channel,
     DeadlineRule,
+    Disclosure,
+    ExportPackage,
     HoldReason,
+    JobStatus,
+    RecipientNotice,
+    RectificationItem,
+    Requester,
     RequestEvent,
     RequestPause,
     Right,
@@ -57,6 +65,9 @@ ADD = "requests.add_rightsrequest"
 WORK = "requests.change_rightsrequest"
 APPROVE = "requests.approve_rightsrequest"
 APPROVE_ERASURE = "requests.approve_erasure_rightsrequest"
+VIEW_DATA = "requests.view_personal_data_rightsrequest"
+NOTICE_DONE = "requests.change_recipientnotice"
+ADD_DISCLOSURE = "requests.add_disclosure"
 
 STATUS_SEVERITY = {
     Status.RECEIVED: "info",
@@ -166,10 +177,47 @@ class ConfirmForm(forms.Form):
     """No input: the screen says what will happen and the POST does it."""
 
 
+class NoticeDoneForm(forms.Form):
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        help_text="How and when they were told (their reference, the channel); no personal data.",
+    )
+
+
+class RestrictionForm(forms.Form):
+    purpose = forms.ModelChoiceField(
+        queryset=Purpose.objects.none(),
+        required=False,
+        empty_label="Every purpose",
+        help_text="The purpose the requester named; empty: all processing of their data.",
+    )
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Why (e.g. accuracy contested, Art. 18(1)(a); or the grounds of the objection). Kept with the restriction.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["purpose"].queryset = Purpose.objects.all()
+
+
+class WithdrawConsentForm(forms.Form):
+    purposes = forms.ModelMultipleChoiceField(
+        queryset=ConsentPurpose.objects.none(),
+        widget=forms.CheckboxSelectMultiple,
+        help_text="The consents the requester withdraws; effective at once (PM-IX-6).",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["purposes"].queryset = ConsentPurpose.objects.filter(is_necessary=False).order_by("name")
+
+
 # Plain moves of the table that no dedicated action covers (verify, hold, approve, reject, close, withdraw do).
-PLAIN_MOVES = (Status.AWAITING_VERIFICATION, Status.IN_PROGRESS, Status.AWAITING_APPROVAL, Status.UNVERIFIED)
+# "Ask for verification" is not a plain move: it sends the link (requests.verification), which moves the request.
+PLAIN_MOVES = (Status.IN_PROGRESS, Status.AWAITING_APPROVAL, Status.UNVERIFIED)
 PLAIN_MOVE_LABELS = {
-    Status.AWAITING_VERIFICATION: "Ask for verification",
     Status.IN_PROGRESS: "Move to in progress",
     Status.AWAITING_APPROVAL: "Submit for approval",
     Status.UNVERIFIED: "Close unverified",
@@ -226,6 +274,21 @@ def _call(action: str, rights_request: RightsRequest, user, data: dict):
         return services.rights_request_note(rights_request=r, actor=user, message=data["message"])
     if action == "move":
         return services.rights_request_move(rights_request=r, to_status=data["to_status"], actor=user, note=data["note"])
+    if action == "send_verification":
+        from .verification import verification_link_send
+
+        return verification_link_send(rights_request=r, actor=user)
+    if action == "verify_agent":
+        return services.rights_request_agent_verify(rights_request=r, actor=user)
+    if action in ("restrict", "object"):
+        from . import fulfil
+
+        service = fulfil.fulfil_restriction if action == "restrict" else fulfil.fulfil_objection
+        return service(rights_request=r, actor=user, purpose=data["purpose"], reason=data["reason"])
+    if action == "withdraw_consent":
+        from .fulfil import fulfil_withdraw_consent
+
+        return fulfil_withdraw_consent(rights_request=r, actor=user, purposes=list(data["purposes"]))
     raise Http404(action)
 
 
@@ -294,6 +357,48 @@ ACTIONS: dict[str, Action] = {
             ConfirmForm,
             "Records that the requester withdrew the request (on their instruction).",
             lambda r: _allows(r, Status.WITHDRAWN),
+        ),
+        Action(
+            "send_verification",
+            "Ask for verification",
+            ConfirmForm,
+            "Emails the requester a single-use verification link (valid for REQUEST_VERIFICATION_DAYS days) at the "
+            "request's contact address; the request waits for verification. Sending again sends a new link.",
+            lambda r: r.verified_at is None and r.status in (Status.RECEIVED, Status.AWAITING_VERIFICATION),
+        ),
+        Action(
+            "verify_agent",
+            "Verify the agent's authority",
+            ConfirmForm,
+            "Records that you checked the agent's proof of authority (PM-XI-2): open the file below first.",
+            lambda r: (
+                r.requester == Requester.AGENT
+                and r.agent_verified_at is None
+                and r.is_open
+                and hasattr(services, "rights_request_agent_verify")
+            ),
+        ),
+        Action(
+            "restrict",
+            "Restrict processing",
+            RestrictionForm,
+            "Records the restriction (Art. 18) through the consents app: consumers asking whether processing is "
+            "allowed are told no for the purpose (PM-IX-5).",
+            lambda r: r.right == Right.RESTRICTION and r.status == Status.FULFILLING,
+        ),
+        Action(
+            "object",
+            "Record the objection",
+            RestrictionForm,
+            "Records the objection (Art. 21) through the consents app: processing for the purpose stops (PM-IX-5).",
+            lambda r: r.right == Right.OBJECTION and r.status == Status.FULFILLING,
+        ),
+        Action(
+            "withdraw_consent",
+            "Withdraw consents",
+            WithdrawConsentForm,
+            "Records the withdrawal of each chosen consent through the consents app, effective at once (PM-IX-6).",
+            lambda r: r.right == Right.WITHDRAW_CONSENT and r.status == Status.FULFILLING,
         ),
         Action("move", "Move", MoveForm, "Moves the request on in the workflow.", lambda r: r.is_open),
         Action("note", "Add a note", NoteForm, "Adds a note to the timeline (staff only).", lambda r: True),
@@ -419,6 +524,47 @@ class PauseInline(TimelineInline):
         return admin.TabularInline.get_queryset(self, request)
 
 
+class PackageInline(TimelineInline):
+    """Access and portability packages (PM-IX-1, PM-IX-4): what exists and how it was used, never the file."""
+
+    model = ExportPackage
+    verbose_name = "export package"
+    verbose_name_plural = "Export packages"
+    fields = ("status", "size", "files", "rows", "created_at", "expires_at", "downloads", "deleted_at")
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return admin.TabularInline.get_queryset(self, request)
+
+    @admin.display(description="size")
+    def size(self, obj):
+        return filesizeformat(obj.size_bytes)
+
+
+class RecipientNoticeInline(TimelineInline):
+    """Art. 19: the recipients to tell of a rectification, erasure or restriction; the DPO marks each done."""
+
+    model = RecipientNotice
+    verbose_name = "recipient to tell"
+    verbose_name_plural = "Recipients to tell (Art. 19)"
+    fields = ("recipient", "categories", "created_at", "done_at", "done_by", "note", "mark_done")
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return admin.TabularInline.get_queryset(self, request).select_related("recipient", "done_by")
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        return fields if request.user.has_perm(NOTICE_DONE) else [f for f in fields if f != "mark_done"]
+
+    @admin.display(description="")
+    def mark_done(self, obj):
+        if obj.done_at is not None:
+            return "told"
+        href = _url("rightsrequest_notice_done", obj.request_id, obj.pk)
+        return format_html('<a class="button notice-done" href="{}">Mark done</a>', href)
+
+
 @admin.register(RightsRequest)
 class RightsRequestAdmin(admin.ModelAdmin):
     list_display = ("reference", "right", "jurisdiction_code", "status_badge", "received_at", "due", "assignee")
@@ -428,7 +574,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
     # An exact address only: a list that matches parts of people's addresses would let anyone browse them.
     search_fields = ("reference", "=contact_email")
     search_help_text = "A reference (DSR-2026-000123, or part of it) or the contact email (exactly)."
-    inlines = (TimelineInline, PauseInline)
+    inlines = (TimelineInline, PauseInline, RecipientNoticeInline, PackageInline)
     change_form_template = "requests/admin/change_form.html"
     change_list_template = "requests/admin/change_list.html"
     fieldsets = (
@@ -524,7 +670,12 @@ class RightsRequestAdmin(admin.ModelAdmin):
 
         return [
             view("log/", self.log_view, "log"),
+            view("metrics/", self.metrics_view, "metrics"),
             view("<path:object_id>/action/<slug:action>/", self.action_view, "action"),
+            view("<path:object_id>/personal-data/", self.personal_data_view, "personal_data"),
+            view("<path:object_id>/authority/", self.authority_view, "authority"),
+            view("<path:object_id>/rectification/", self.rectification_view, "rectification"),
+            view("<path:object_id>/notice/<int:notice_id>/done/", self.notice_done_view, "notice_done"),
             *super().get_urls(),
         ]
 
@@ -539,9 +690,153 @@ class RightsRequestAdmin(admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         rights_request = self.get_object(request, object_id)
-        buttons = available_actions(rights_request, request.user) if rights_request is not None else []
-        extra_context = {**(extra_context or {}), "request_actions": buttons}
+        extra_context = {**(extra_context or {})}
+        if rights_request is not None:
+            extra_context.update(self._panels(request, rights_request))
         return super().change_view(request, object_id, form_url, extra_context=extra_context)
+
+    def _panels(self, request, r: RightsRequest) -> dict:
+        """What the request page shows above its fields: buttons, the job's progress, links to the data
+        summary, the agent's proof and the rectification review (each only for those who may open it)."""
+        user = request.user
+        job = None
+        if r.job_status:
+            percent = round(100 * r.job_done / r.job_total) if r.job_total else None
+            job = {"running": r.job_status in (JobStatus.QUEUED, JobStatus.RUNNING), "percent": percent}
+        rectifications = None
+        if r.right == Right.RECTIFICATION:
+            counts = RectificationItem.objects.filter(request=r).aggregate(
+                total=Count("pk"), pending=Count("pk", filter=Q(decision=RectificationItem.Decision.PENDING))
+            )
+            rectifications = {**counts, "url": _url("rightsrequest_rectification", r.pk)}
+        return {
+            "request_actions": available_actions(r, user),
+            "job": job,
+            "refresh": bool(job and job["running"]),
+            "data_url": _url("rightsrequest_personal_data", r.pk) if user.has_perm(VIEW_DATA) and r.subject_id else "",
+            "authority_url": _url("rightsrequest_authority", r.pk) if user.has_perm(WORK) and r.agent_authority else "",
+            "rectifications": rectifications,
+        }
+
+    def _request_or_404(self, object_id) -> RightsRequest:
+        return get_object_or_404(RightsRequest.objects.select_related("jurisdiction", "assignee", "subject"), pk=object_id)
+
+    def personal_data_view(self, request, object_id):
+        """The subject's data summary per category, store and model (PM-IX-1). GET says that opening it is
+        recorded; the POST opens it through `metrics.subject_data_summary_open`, which writes the audit event."""
+        if not request.user.has_perm(VIEW_DATA):
+            raise PermissionDenied
+        rights_request = self._request_or_404(object_id)
+        summary = None
+        if request.method == "POST":
+            summary = metrics.subject_data_summary_open(rights_request=rights_request, actor=request.user)
+        return self._page(
+            request,
+            "requests/admin/personal_data.html",
+            f"The subject's data: {rights_request.reference}",
+            rights_request=rights_request,
+            summary=summary,
+        )
+
+    def authority_view(self, request, object_id):
+        """The agent's proof of authority (PM-XI-2), served only to staff who work requests: uploads are not
+        public media."""
+        if not request.user.has_perm(WORK):
+            raise PermissionDenied
+        rights_request = self._request_or_404(object_id)
+        if not rights_request.agent_authority:
+            raise Http404("No proof of authority was uploaded.")
+        name = rights_request.agent_authority.name.rsplit("/", 1)[-1]
+        return FileResponse(rights_request.agent_authority.open("rb"), as_attachment=True, filename=name)
+
+    def rectification_view(self, request, object_id):
+        """PM-IX-3: each proposed correction, old and new side by side; apply or reject each
+        (`rectification.rectification_decide`). Deciding needs the approval permission of the right."""
+        if not request.user.has_perm(VIEW):
+            raise PermissionDenied
+        rights_request = self._request_or_404(object_id)
+        may_decide = request.user.has_perm(APPROVE) and rights_request.is_open
+        items = RectificationItem.objects.filter(request=rights_request).select_related("decided_by")
+        if request.method == "POST":
+            if not may_decide:
+                raise PermissionDenied
+            item = get_object_or_404(items, pk=request.POST.get("item"))
+            decision = request.POST.get("decision")
+            if decision not in ("apply", "reject"):
+                raise Http404("Apply or reject.")
+            from .rectification import rectification_decide
+
+            try:
+                rectification_decide(item=item, actor=request.user, apply=decision == "apply", note=request.POST.get("note", ""))
+            except PermissionDenied as exc:
+                messages.error(request, str(exc) or "You may not decide this correction.")
+            except ValidationError as exc:
+                for message in _messages_of(exc):
+                    messages.error(request, message)
+            else:
+                done = "applied" if decision == "apply" else "rejected"
+                messages.success(request, f"{rights_request.reference}: the correction of {item.field} was {done}.")
+            return HttpResponseRedirect(_url("rightsrequest_rectification", rights_request.pk))
+        return self._page(
+            request,
+            "requests/admin/rectification.html",
+            f"Proposed corrections: {rights_request.reference}",
+            rights_request=rights_request,
+            items=list(items),
+            may_decide=may_decide,
+        )
+
+    def notice_done_view(self, request, object_id, notice_id):
+        """Art. 19: mark a recipient as told of the rectification, erasure or restriction
+        (`recipients.recipient_notice_done`)."""
+        if not request.user.has_perm(NOTICE_DONE):
+            raise PermissionDenied
+        rights_request = self._request_or_404(object_id)
+        notice = get_object_or_404(RecipientNotice.objects.select_related("recipient"), pk=notice_id, request=rights_request)
+        back = HttpResponseRedirect(_url("rightsrequest_change", rights_request.pk))
+        form = NoticeDoneForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            from .recipients import recipient_notice_done
+
+            try:
+                recipient_notice_done(notice=notice, actor=request.user, note=form.cleaned_data["note"])
+            except PermissionDenied as exc:
+                messages.error(request, str(exc) or "You may not mark this notice done.")
+            except ValidationError as exc:
+                for message in _messages_of(exc):
+                    messages.error(request, message)
+            else:
+                messages.success(request, f"{rights_request.reference}: {notice.recipient} marked as told.")
+            return back
+        return self._page(
+            request,
+            "requests/admin/notice_done.html",
+            f"Mark {notice.recipient} as told: {rights_request.reference}",
+            rights_request=rights_request,
+            notice=notice,
+            form=form,
+        )
+
+    def metrics_view(self, request):
+        """Requests per month by right and jurisdiction, time to close, on-time share and overdue now, with
+        server-drawn charts (`requests.metrics`: a fixed number of queries)."""
+        if not request.user.has_perm(VIEW):
+            raise PermissionDenied
+        try:
+            months = int(request.GET.get("months", metrics.DEFAULT_MONTHS))
+        except ValueError:
+            months = metrics.DEFAULT_MONTHS
+        data = metrics.request_metrics(months=months)
+        return self._page(
+            request,
+            "requests/admin/metrics.html",
+            "Rights-request metrics",
+            metrics=data,
+            charts=metrics.metrics_charts(data),
+            months=len(data.months),
+            month_choices=(6, 12, 24, 36),
+            right_names=dict(Right.choices),
+        )
 
     def add_view(self, request, form_url="", extra_context=None):
         # A bare model form would skip the clock, the duplicate check and the timeline.
@@ -588,7 +883,23 @@ class RightsRequestAdmin(admin.ModelAdmin):
             action=spec,
             action_label=label,
             due=self.due(rights_request),
+            erasure_preview=self._erasure_preview(rights_request) if action == "approve" else None,
+            authority_url=_url("rightsrequest_authority", rights_request.pk) if action == "verify_agent" else "",
         )
+
+    @staticmethod
+    def _erasure_preview(rights_request: RightsRequest) -> dict | None:
+        """PM-IX-2: before an erasure is approved, what it would erase, anonymise and keep (and why)."""
+        if rights_request.right not in (Right.ERASURE, Right.CHILD_REPORT) or rights_request.subject is None:
+            return None
+        try:
+            from .erasure import erasure_preview
+        except ImportError:  # requests.erasure lands in this issue's next step; until then, no preview
+            return {"columns": [], "rows": [], "unavailable": True}
+        rows = erasure_preview(subject=rights_request.subject)
+        # Shown as the service words it: one row per category, its keys as the columns.
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        return {"columns": [c.replace("_", " ") for c in columns], "rows": [[row.get(c, "") for c in columns] for row in rows]}
 
     @staticmethod
     def _done(action: str, to_status: str) -> str:
@@ -606,6 +917,11 @@ class RightsRequestAdmin(admin.ModelAdmin):
             "close": "closed",
             "withdraw": "withdrawn",
             "note": "note added",
+            "send_verification": "verification link sent",
+            "verify_agent": "the agent's authority is verified",
+            "restrict": "processing restricted",
+            "object": "objection recorded",
+            "withdraw_consent": "consents withdrawn",
         }[action]
 
     def log_view(self, request):
@@ -658,6 +974,124 @@ class RightsRequestAdmin(admin.ModelAdmin):
             found=found,
             searched=searched,
         )
+
+
+# --- Disclosures (PM-IV-5) ------------------------------------------------------------------------------------------
+
+
+class DisclosureForm(forms.Form):
+    subject_email = forms.EmailField(
+        label="The subject's account email", help_text="Found exactly (case does not matter), never by part of it."
+    )
+    authority = forms.CharField(max_length=200, help_text="Who asked: the court, police force, regulator ...")
+    legal_ground = forms.CharField(max_length=300, help_text="The law or order that obliged or allowed the disclosure.")
+    reference = forms.CharField(max_length=200, required=False, help_text="Their case or order number.")
+    categories = forms.ModelMultipleChoiceField(
+        queryset=DataCategory.objects.none(), widget=forms.CheckboxSelectMultiple, label="Data categories disclosed"
+    )
+    disclosed_at = forms.DateTimeField(help_text="When the data was handed over.")
+    approved_by = forms.ModelChoiceField(queryset=User.objects.none(), help_text="The DPO who approved it.")
+    notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+
+    # The service names its arguments; the form shows their errors on its own fields.
+    SERVICE_FIELDS = {"subject": "subject_email", "category_codes": "categories"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["categories"].queryset = DataCategory.objects.order_by("name")
+        perm = Permission.objects.filter(content_type__app_label="requests", codename="add_disclosure")
+        holders = Q(is_superuser=True) | Q(groups__permissions__in=perm) | Q(user_permissions__in=perm)
+        self.fields["approved_by"].queryset = (
+            User.objects.filter(holders, is_staff=True, is_active=True).distinct().order_by("email")
+        )
+
+    def clean_subject_email(self):
+        email = self.cleaned_data["subject_email"]
+        self.subject = User.objects.filter(email__iexact=email).first()
+        if self.subject is None:
+            raise ValidationError("No account has this address.")
+        return email
+
+    def add_service_errors(self, exc: ValidationError) -> None:
+        if not hasattr(exc, "error_dict"):
+            self.add_error(None, exc)
+            return
+        for name, errors in exc.message_dict.items():
+            name = self.SERVICE_FIELDS.get(name, name)
+            self.add_error(name if name in self.fields else None, errors)
+
+
+@admin.register(Disclosure)
+class DisclosureAdmin(admin.ModelAdmin):
+    """PM-IV-5: one-off disclosures to authorities. Recorded through `disclosures.disclosure_record` (audited)
+    and read-only afterwards: a log is not edited, and never deleted here."""
+
+    list_display = ("disclosed_at", "authority", "legal_ground", "reference", "category_list", "approved_by", "subject_ref")
+    list_select_related = ("approved_by",)
+    list_filter = ("disclosed_at",)
+    date_hierarchy = "disclosed_at"
+    # An exact address only, as in the request list.
+    search_fields = ("=subject__email", "authority", "reference")
+    search_help_text = "The subject's account email (exactly), the authority or their reference."
+    fields = (
+        "subject",
+        "subject_ref",
+        "authority",
+        "legal_ground",
+        "reference",
+        "category_list",
+        "disclosed_at",
+        "approved_by",
+        "notes",
+        "created_by",
+        "created_at",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("categories")
+
+    @admin.display(description="categories")
+    def category_list(self, obj):
+        return ", ".join(sorted(c.name for c in obj.categories.all()))
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """The record screen: the subject found by exact email, then `disclosure_record` with the user as actor."""
+        if not request.user.has_perm(ADD_DISCLOSURE):
+            raise PermissionDenied
+        form = DisclosureForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            from .disclosures import disclosure_record
+
+            data = form.cleaned_data
+            try:
+                disclosure = disclosure_record(
+                    subject=form.subject,
+                    authority=data["authority"],
+                    legal_ground=data["legal_ground"],
+                    reference=data["reference"],
+                    category_codes=[c.code for c in data["categories"]],
+                    disclosed_at=data["disclosed_at"],
+                    approved_by=data["approved_by"],
+                    actor=request.user,
+                    notes=data["notes"],
+                )
+            except PermissionDenied as exc:
+                messages.error(request, str(exc) or "You may not record disclosures.")
+            except ValidationError as exc:
+                form.add_service_errors(exc)
+            else:
+                messages.success(request, f"Recorded the disclosure to {disclosure.authority}.")
+                return HttpResponseRedirect(reverse("admin:requests_disclosure_change", args=(disclosure.pk,)))
+        context = {**self.admin_site.each_context(request), "opts": self.opts, "title": "Record a disclosure", "form": form}
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "requests/admin/disclosure_add.html", context)
 
 
 # --- Deadline rules --------------------------------------------------------------------------------------------

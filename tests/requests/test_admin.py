@@ -223,7 +223,8 @@ def test_buttons_follow_the_workflow_table_from_each_status(client, eu):
     dpo = login(client, "DPO")
     awaiting = submitted(eu)
     assert _buttons(client, awaiting) == {
-        "Verify", "Assign to me", "Assign", "Extend", "Put on hold", "Reject", "Withdraw", "Add a note", "Close unverified"
+        "Verify", "Ask for verification", "Assign to me", "Assign", "Extend", "Put on hold", "Reject", "Withdraw",
+        "Add a note", "Close unverified",
     }  # fmt: skip
     working = submitted(eu, verified=True, right=Right.PORTABILITY)
     services.rights_request_assign(rights_request=working, assignee=dpo, actor=dpo)
