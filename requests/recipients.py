@@ -103,7 +103,7 @@ def recipient_notice_done(*, notice: RecipientNotice, actor, note: str = "") -> 
     if actor is None or not actor.has_perm(DONE_PERMISSION):
         raise PermissionDenied(f"Marking a recipient as told needs the permission {DONE_PERMISSION}.")
     with transaction.atomic():
-        locked = RecipientNotice.objects.select_for_update().select_related("request", "recipient").get(pk=notice.pk)
+        locked = RecipientNotice.objects.select_for_update(of=("self",)).select_related("request", "recipient").get(pk=notice.pk)
         if locked.done_at is not None:
             raise ValidationError(f"{locked.recipient} was already marked as told on {locked.done_at:%Y-%m-%d %H:%M}.")
         locked.done_at = timezone.now()
