@@ -202,11 +202,20 @@ class RestrictionForm(forms.Form):
         self.fields["purpose"].queryset = Purpose.objects.all()
 
 
+class RestrictionForLegalClaimsForm(RestrictionForm):
+    for_legal_claims = forms.BooleanField(
+        required=False,
+        label="Kept for legal claims",
+        help_text="Art. 18(1)(c): the subject needs the data for a legal claim; a legal hold keeps it from purges and erasure.",
+    )
+
+
 class WithdrawConsentForm(forms.Form):
     purposes = forms.ModelMultipleChoiceField(
         queryset=ConsentPurpose.objects.none(),
         widget=forms.CheckboxSelectMultiple,
-        help_text="The consents the requester withdraws; effective at once (PM-IX-6).",
+        required=False,
+        help_text="The consents the requester withdraws, effective at once (PM-IX-6). None ticked: every consent they gave.",
     )
 
     def __init__(self, *args, **kwargs):
@@ -275,20 +284,33 @@ def _call(action: str, rights_request: RightsRequest, user, data: dict):
     if action == "move":
         return services.rights_request_move(rights_request=r, to_status=data["to_status"], actor=user, note=data["note"])
     if action == "send_verification":
-        from .verification import verification_link_send
+        from .verification import VerificationError, verification_link_send
 
-        return verification_link_send(rights_request=r, actor=user)
+        try:
+            return verification_link_send(rights_request=r, actor=user)
+        except VerificationError as exc:  # worded for the requester; shown to staff like any refusal
+            raise services.RequestActionError(str(exc)) from exc
     if action == "verify_agent":
         return services.rights_request_agent_verify(rights_request=r, actor=user)
-    if action in ("restrict", "object"):
-        from . import fulfil
+    if action == "restrict":
+        from .fulfil import fulfil_restriction
 
-        service = fulfil.fulfil_restriction if action == "restrict" else fulfil.fulfil_objection
-        return service(rights_request=r, actor=user, purpose=data["purpose"], reason=data["reason"])
+        return fulfil_restriction(
+            rights_request=r,
+            actor=user,
+            purpose=data["purpose"],
+            reason=data["reason"],
+            for_legal_claims=data["for_legal_claims"],
+        )
+    if action == "object":
+        from .fulfil import fulfil_objection
+
+        return fulfil_objection(rights_request=r, actor=user, purpose=data["purpose"], reason=data["reason"])
     if action == "withdraw_consent":
         from .fulfil import fulfil_withdraw_consent
 
-        return fulfil_withdraw_consent(rights_request=r, actor=user, purposes=list(data["purposes"]))
+        codes = [purpose.code for purpose in data["purposes"]] or None  # none chosen: every consent they gave
+        return fulfil_withdraw_consent(rights_request=r, actor=user, purposes=codes)
     raise Http404(action)
 
 
@@ -381,7 +403,7 @@ ACTIONS: dict[str, Action] = {
         Action(
             "restrict",
             "Restrict processing",
-            RestrictionForm,
+            RestrictionForLegalClaimsForm,
             "Records the restriction (Art. 18) through the consents app: consumers asking whether processing is "
             "allowed are told no for the purpose (PM-IX-5).",
             lambda r: r.right == Right.RESTRICTION and r.status == Status.FULFILLING,
@@ -760,22 +782,34 @@ class RightsRequestAdmin(admin.ModelAdmin):
         if request.method == "POST":
             if not may_decide:
                 raise PermissionDenied
-            item = get_object_or_404(items, pk=request.POST.get("item"))
-            decision = request.POST.get("decision")
-            if decision not in ("apply", "reject"):
-                raise Http404("Apply or reject.")
-            from .rectification import rectification_decide
+            from . import rectification
 
+            decision = request.POST.get("decision")
+            note = request.POST.get("note", "")
             try:
-                rectification_decide(item=item, actor=request.user, apply=decision == "apply", note=request.POST.get("note", ""))
+                if decision == "complete":
+                    rectification.rectification_complete(rights_request=rights_request, actor=request.user)
+                    done = "closed with the summary of the decisions"
+                elif decision == "apply_all":
+                    # Changes to one record are validated together (a country and its region).
+                    pending = items.filter(decision=RectificationItem.Decision.PENDING)
+                    decided = rectification.rectification_decide_many(items=pending, actor=request.user, apply=True, note=note)
+                    done = f"{len(decided)} correction{'s' if len(decided) != 1 else ''} applied"
+                elif decision in ("apply", "reject"):
+                    item = get_object_or_404(items, pk=request.POST.get("item"))
+                    rectification.rectification_decide(item=item, actor=request.user, apply=decision == "apply", note=note)
+                    done = f"the correction of {item.field} was {'applied' if decision == 'apply' else 'rejected'}"
+                else:
+                    raise Http404("Apply, reject or complete.")
             except PermissionDenied as exc:
                 messages.error(request, str(exc) or "You may not decide this correction.")
-            except ValidationError as exc:
+            except ValidationError as exc:  # RequestActionError included
                 for message in _messages_of(exc):
                     messages.error(request, message)
             else:
-                done = "applied" if decision == "apply" else "rejected"
-                messages.success(request, f"{rights_request.reference}: the correction of {item.field} was {done}.")
+                messages.success(request, f"{rights_request.reference}: {done}.")
+                if decision == "complete":
+                    return HttpResponseRedirect(_url("rightsrequest_change", rights_request.pk))
             return HttpResponseRedirect(_url("rightsrequest_rectification", rights_request.pk))
         return self._page(
             request,
@@ -784,6 +818,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
             rights_request=rights_request,
             items=list(items),
             may_decide=may_decide,
+            pending=sum(item.decision == RectificationItem.Decision.PENDING for item in items),
         )
 
     def notice_done_view(self, request, object_id, notice_id):
@@ -895,11 +930,10 @@ class RightsRequestAdmin(admin.ModelAdmin):
         try:
             from .erasure import erasure_preview
         except ImportError:  # requests.erasure lands in this next step; until then, no preview
-            return {"columns": [], "rows": [], "unavailable": True}
+            return {"rows": [], "unavailable": True}
         rows = erasure_preview(subject=rights_request.subject)
-        # Shown as the service words it: one row per category, its keys as the columns.
-        columns = list(dict.fromkeys(key for row in rows for key in row))
-        return {"columns": [c.replace("_", " ") for c in columns], "rows": [[row.get(c, "") for c in columns] for row in rows]}
+        names = dict(DataCategory.objects.filter(code__in=[row["category"] for row in rows]).values_list("code", "name"))
+        return {"rows": [{**row, "name": names.get(row["category"], row["category"])} for row in rows]}
 
     @staticmethod
     def _done(action: str, to_status: str) -> str:

@@ -581,3 +581,75 @@ def test_only_the_dpo_edits_deadline_rules(client, eu, role):
     assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
     client.post(url("deadlinerule_change", rule.pk), {"period_value": 5})
     assert DeadlineRule.objects.get(pk=rule.pk).period_value == 1
+
+
+# --- The subject's data summary (audited) -------------------------------------------------------------------------
+
+
+def _data_url(rights_request):
+    return url("rightsrequest_personal_data", rights_request.pk)
+
+
+def test_pm_ix_1_the_data_summary_counts_the_subjects_rows_per_model_category_and_store(client, eu):
+    from chat.models import Conversation
+    from tests.factories.chat import ConversationFactory
+
+    subject = UserFactory(country="DE")
+    ConversationFactory.create_batch(3, user=subject)
+    ConversationFactory(user=UserFactory())  # someone else's
+    rights_request = submitted(eu, subject=subject)
+    RightsRequestFactory(jurisdiction=eu, subject=subject, right=Right.ERASURE)
+
+    login(client, "DPO")
+    summary = client.post(_data_url(rights_request)).context["summary"]
+    by_model = {count.label: count.rows for count in summary.models}
+    assert by_model["chat.Conversation"] == 3 == Conversation.objects.filter(user=subject).count()
+    assert by_model["requests.RightsRequest"] == 2 and by_model["accounts.User"] == 1
+    assert summary.rows == sum(by_model.values())
+    stores = {total.code: total.rows for total in summary.stores}
+    assert stores["django-chat"] >= 3 and sum(stores.values()) == summary.rows
+    assert sum(total.rows for total in summary.categories) == summary.rows
+
+
+def test_pm_ix_1_opening_the_data_summary_writes_the_viewed_personal_data_audit_event(client, eu):
+    rights_request = submitted(eu)
+    analyst = login(client, "Privacy analyst")
+    page = client.get(url("rightsrequest_change", rights_request.pk))
+    assert page.context["data_url"] == _data_url(rights_request) and "Show the subject's data" in page.content.decode()
+    confirm = client.get(_data_url(rights_request))  # says it will be recorded; records nothing
+    assert confirm.status_code == 200 and confirm.context["summary"] is None
+    assert not AuditEvent.objects.filter(action="rights_request.personal_data_viewed").exists()
+
+    shown_ = client.post(_data_url(rights_request))
+    assert shown_.status_code == 200 and shown_.context["summary"] is not None
+    event = AuditEvent.objects.get(action="rights_request.personal_data_viewed")
+    assert event.actor_id == analyst.pk and event.subject_ref == rights_request.subject_ref
+    assert event.details["reference"] == rights_request.reference and event.details["rows"] == shown_.context["summary"].rows
+    assert rights_request.subject.email not in str(event.details)
+
+
+@pytest.mark.parametrize("role", ["Support agent", "Auditor"])
+def test_pm_ix_1_roles_without_the_permission_neither_see_nor_open_the_data_summary(client, eu, role):
+    rights_request = submitted(eu)
+    login(client, role)
+    assert client.get(url("rightsrequest_change", rights_request.pk)).context["data_url"] == ""
+    assert client.get(_data_url(rights_request)).status_code == 403
+    assert client.post(_data_url(rights_request)).status_code == 403
+    assert not AuditEvent.objects.filter(action="rights_request.personal_data_viewed").exists()
+
+
+def test_the_data_summary_takes_the_same_queries_for_few_and_many_rows(client, eu):
+    from tests.factories.chat import ConversationFactory
+
+    subject = UserFactory(country="DE")
+    rights_request = submitted(eu, subject=subject)
+    login(client, "DPO")
+    few = _queries_post(client, _data_url(rights_request))
+    ConversationFactory.create_batch(25, user=subject)
+    assert _queries_post(client, _data_url(rights_request)) == few
+
+
+def _queries_post(client, path) -> int:
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.post(path).status_code == 200
+    return len(ctx.captured_queries)
