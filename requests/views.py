@@ -317,6 +317,8 @@ def package_download(request, reference: str):
     if state is None or not state["available"]:
         raise Http404("This request has no package.")
     if request.method == "GET":
+        if not state["downloadable"]:
+            return redirect("requests:detail", reference=rights_request.reference)
         return _page(
             request,
             "requests/portal/download.html",
