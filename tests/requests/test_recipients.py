@@ -1,8 +1,11 @@
 """Recipients told (GDPR Art. 19): one task per recipient receiving an affected category, merged per request,
 marked done by the DPO; timeline and audit carry codes and ids only."""
 
+import threading
+
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import close_old_connections, connection
 
 from accounts.roles import ROLE_DPO, ROLE_PRIVACY_ANALYST
 from privacyops.models import AuditEvent
@@ -91,3 +94,33 @@ def test_marking_done_needs_the_dpo_permission(register):
         recipient_notice_done(notice=notice, actor=staff_in_role(ROLE_PRIVACY_ANALYST))
     with pytest.raises(PermissionDenied):
         recipient_notice_done(notice=notice, actor=None)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_fulfilment_steps_racing_merge_into_one_task_per_recipient(register):
+    """A rectification applied while a restriction is placed: the request row lock serialises them, so the
+    second merges its categories into the first's task instead of hitting the unique constraint."""
+    rights_request = RightsRequestFactory()
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def create(codes):
+        try:
+            barrier.wait(timeout=10)
+            recipient_notices_create(rights_request=rights_request, category_codes=codes)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            close_old_connections()
+            connection.close()
+
+    threads = [threading.Thread(target=create, args=(codes,)) for codes in (["account-information"], ["user-content"])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    cloud = RecipientNotice.objects.get(request=rights_request, recipient__code="cloud")
+    assert cloud.categories == ["account-information", "user-content"]
+    assert RecipientNotice.objects.filter(request=rights_request).count() == 2  # cloud and crm
