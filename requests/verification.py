@@ -63,9 +63,9 @@ def _digest(token: str) -> str:
 
 
 def _absolute(path: str) -> str:
-    # E-mails need whole URLs and are sent outside any HTTP request. PUBLIC_BASE_URL when the deployment
+    # E-mails need whole URLs and are sent outside any HTTP request. SITE_URL when the deployment
     # sets it (https://privacy.example.com); else the first host the site answers to.
-    base = getattr(settings, "PUBLIC_BASE_URL", "")
+    base = getattr(settings, "SITE_URL", "")
     if not base:
         host = next((h.lstrip(".") for h in settings.ALLOWED_HOSTS if h != "*"), "localhost")
         base = f"{'http' if settings.DEBUG else 'https'}://{host}"

@@ -279,3 +279,14 @@ def test_the_device_follows_the_accounts_current_address(social_user):
     social_user.save()
     second = reauth.email_device_for(social_user)
     assert second != first and second.email == "new-address@example.org"
+
+
+def test_with_our_template_configured_the_code_email_names_the_dpo(client, social_user, mailoutbox, settings):
+    """The settings lines the lead is asked for (docs/rights-requests-identity.md): our wording, the DPO's contact."""
+    settings.OTP_EMAIL_SUBJECT = "Your confirmation code"
+    settings.OTP_EMAIL_BODY_TEMPLATE_PATH = "accounts/reauth_code.txt"
+    client.post(URL, {"action": "send"})
+    mail = mailoutbox[0]
+    assert mail.subject == "Your confirmation code"
+    assert settings.DPO_EMAIL in mail.body and "works once, for 5 minutes" in mail.body
+    assert client.post(URL, {"code": _code(mail)}).status_code == 302

@@ -373,3 +373,10 @@ def test_the_beat_task_calls_it(waiting):
 
     _age(waiting, 20)
     assert close_unverified_requests() == 1
+
+
+def test_links_in_emails_use_site_url_when_set(waiting, committed, mailoutbox, settings):
+    settings.SITE_URL = "https://privacy.example.com/"
+    with committed():
+        link = verification_link_send(rights_request=waiting)
+    assert f"https://privacy.example.com/requests/verify/{link.token}" in mailoutbox[0].body
