@@ -19,6 +19,11 @@ Design
   failed with the error. A worker that dies loses at most its uncommitted batch: the next worker to take
   the lease starts from the recorded key.
 
+- The same machinery erases one subject (requests.erasure, PM-IX-2): a plan built with `Plan(None)` and
+  `add_step`, whose steps walk the subject's rows instead of the expired ones, each step deleting its
+  rows or updating them with its own values (the registry's `erase_updates`). `plan_advance` is the
+  batch step both use; each caller keeps the position where it keeps its progress.
+
 Invariants
 - A held row is never changed: the hold check is part of the query that picks each batch's rows, so a
   hold placed mid-run counts from the next batch. (A hold committed between a batch's read and its
@@ -52,6 +57,7 @@ from __future__ import annotations
 import logging
 import operator
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import reduce
@@ -150,6 +156,29 @@ class Step:
     expired: Q
     guard: Q
     file_fields: list[str] = field(default_factory=list)
+    # What a real run writes to the step's going rows: delete them, or one UPDATE with `updates()` (a fresh
+    # dict of values and expressions per statement; default: the registry's anonymising strategies).
+    delete: bool = True
+    updates: Callable[[], dict] | None = None
+
+    def update_values(self) -> dict:
+        return self.updates() if self.updates is not None else anonymise_updates(self.decl)
+
+    def cut_links(self) -> frozenset[str]:
+        """The foreign keys (attnames) a step's update sets to NULL: a row updated that way stops being its
+        parent's child, so only the rows the step leaves alone keep the parent."""
+        if self.delete:
+            return frozenset()
+        links = {key: f.attname for f in self.model._meta.concrete_fields if f.is_relation for key in (f.name, f.attname)}
+        return frozenset(links[name] for name, value in self.update_values().items() if name in links and value is None)
+
+    def removed_file_fields(self) -> list[str]:
+        """The file columns whose files leave storage with the step's going rows: all of them when the rows
+        are deleted, those an update clears when they are updated (a cleared name would orphan its file)."""
+        if self.delete or not self.file_fields:
+            return self.file_fields
+        values = self.update_values()
+        return [name for name in self.file_fields if name in values and values[name] in ("", None)]
 
     @property
     def model(self) -> type[models.Model]:
@@ -163,31 +192,43 @@ class Step:
 class Plan:
     """The steps of one run, and the predicates its statements share (built once per worker session)."""
 
-    def __init__(self, run: PurgeRun, labels: list[str]):
+    def __init__(self, run: PurgeRun | None, labels: list[str] = ()):
+        """The plan of a purge run (`run`, walking `labels`); with run=None an empty plan that `add_step`
+        fills (an erasure's: one subject's rows, see requests.erasure)."""
         self.run = run
-        self.rule = run.rule
-        self.delete = self.rule.action == RetentionRule.Action.DELETE
+        self.rule = run.rule if run is not None else None
+        self.delete = self.rule.action == RetentionRule.Action.DELETE if run is not None else None
         self._scopes: dict[type[models.Model], selectors.HoldScope | None] = {}
         # None means "every kind of hold": forgetting to read the active shapes costs speed, never a hold.
         self.shapes: set[selectors.HoldShape] | None = None
         self.steps: list[Step] = []
+        self.by_model: dict[type[models.Model], Step] = {}
         self.batch_queries: dict[tuple, tuple[str, list]] = {}  # see _batch_query
-        for index, label in enumerate(labels):
+        for label in labels:
             try:
                 decl = registry.get(apps.get_model(label))
             except LookupError as exc:
                 raise PlanError(f"{label} is in this run's plan but no longer a declared model: {exc}") from None
-            self.steps.append(
-                Step(
-                    index=index,
-                    decl=decl,
-                    scope=self.scope(decl.model),
-                    expired=selectors.expired_q(decl, self.rule, run.cutoff),
-                    guard=self._guard(decl),
-                    file_fields=[f.attname for f in decl.model._meta.concrete_fields if isinstance(f, models.FileField)],
-                )
-            )
-        self.by_model = {s.model: s for s in self.steps}
+            self.add_step(decl, selectors.expired_q(decl, self.rule, run.cutoff), guard=self._guard(decl), delete=self.delete)
+
+    def add_step(self, decl: Declaration, scope_q: Q, *, guard: Q | None = None, delete: bool = True, updates=None) -> Step:
+        """Append a step walking the rows of `decl.model` that match `scope_q` (the rows the plan may touch:
+        expired ones for a purge, one subject's for an erasure), deleting them or updating them with
+        `updates()`. Steps must be added children before parents."""
+        model = decl.model
+        step = Step(
+            index=len(self.steps),
+            decl=decl,
+            scope=self.scope(model),
+            expired=scope_q,
+            guard=guard if guard is not None else Q(),
+            file_fields=[f.attname for f in model._meta.concrete_fields if isinstance(f, models.FileField)],
+            delete=delete,
+            updates=updates,
+        )
+        self.steps.append(step)
+        self.by_model[model] = step
+        return step
 
     def scope(self, model) -> selectors.HoldScope | None:
         if model not in self._scopes:
@@ -207,6 +248,8 @@ class Plan:
 
     def held(self, step: Step, anchor: Anchor | None = None) -> Q | None:
         """The hold check for the step's rows; None when no active hold can reach the model."""
+        if step.scope is None:  # a model outside the registry (a many-to-many link): no hold names it
+            return None
         held = step.scope.held(self.shapes, subject=anchor.expression() if anchor else None)
         return Q(held) if held is not None else None
 
@@ -258,8 +301,13 @@ class Plan:
                     parts.append(Exists(rows.filter(held)))
                 continue  # an unheld child has its link nulled with the parent
             child_step = self.by_model.get(child)
-            if child_step is not None and self.delete and child not in visiting:
+            if child_step is not None and child_step.delete and child not in visiting:
                 parts.append(Exists(rows.filter(self.kept_row(child_step, visiting, child_anchor))))
+            elif child_step is not None and not child_step.delete and fk.attname in child_step.cut_links():
+                # An erasure's update cuts this link: only the rows it does not reach, or a hold keeps, remain.
+                kept = ~child_step.expired
+                held = self.held(child_step, child_anchor)
+                parts.append(Exists(rows.filter(kept | held if held is not None else kept)))
             else:
                 parts.append(Exists(rows))
         return parts
@@ -302,14 +350,14 @@ def _batch_query(plan: Plan, step: Step, first: bool, batch_size: int) -> tuple[
         qs = qs.filter(pk__gt=lo)
     held = plan.held(step)
     going = ~plan.held(step) if held is not None else Q()
-    if plan.delete:
+    if step.delete:
         for part in plan.kept_child_parts(step.model, key_range=(lo, None)):
             going &= ~Q(part)
     flags = {
         "_held": ExpressionWrapper(held, output_field=models.BooleanField()) if held is not None else Value(False),
         "_going": ExpressionWrapper(going, output_field=models.BooleanField()) if going else Value(True),
     }
-    files = step.file_fields if plan.delete else []
+    files = step.removed_file_fields()
     rows = qs.order_by("pk").annotate(**flags).values_list("pk", "_held", "_going", *files)[:batch_size]
     plan.batch_queries[cache_key] = compiled = rows.query.sql_with_params()
     return compiled
@@ -376,7 +424,7 @@ def _batch(plan: Plan, step: Step, rows: list[tuple], *, dry_run: bool) -> tuple
     `rows` come from `_batch_rows`. A dry run stops after counting them; a real run then deletes or
     anonymises exactly the rows they mark going, by key. So the counts agree by construction.
     """
-    outcome = "deleted" if plan.delete else "anonymised"
+    outcome = "deleted" if step.delete else "anonymised"
     targets = [row for row in rows if row[2]]
     counts = dict.fromkeys(COUNT_KEYS, 0)
     counts["matched"] = len(rows)
@@ -389,8 +437,8 @@ def _batch(plan: Plan, step: Step, rows: list[tuple], *, dry_run: bool) -> tuple
     manager = step.model._base_manager
     done = 0
     for chunk in _chunks(keys):
-        if not plan.delete:
-            done += manager.filter(KeysIn(F("pk"), chunk)).filter(step.guard).update(**anonymise_updates(step.decl))
+        if not step.delete:
+            done += manager.filter(KeysIn(F("pk"), chunk)).filter(step.guard).update(**step.update_values())
             continue
         for child, fk in plan.set_null_children(step.model):
             if fk.target_field.primary_key:
@@ -406,19 +454,20 @@ def _batch(plan: Plan, step: Step, rows: list[tuple], *, dry_run: bool) -> tuple
             children.update(**{fk.attname: None})
         gone = manager.filter(KeysIn(F("pk"), chunk))
         done += gone._raw_delete(gone.db)
-    counts["kept"] += counts[outcome] - done if plan.delete else 0
+    counts["kept"] += counts[outcome] - done if step.delete else 0
     counts[outcome] = done
     files: list[tuple[str, str]] = []
-    if plan.delete and step.file_fields:
-        storages = [step.model._meta.get_field(name).storage for name in _field_names(step)]
+    removed = step.removed_file_fields()
+    if removed:
+        storages = [step.model._meta.get_field(name).storage for name in _field_names(step, removed)]
         for row in targets:
             files.extend((storage, name) for storage, name in zip(storages, row[3:], strict=True) if name)
     return counts, files
 
 
-def _field_names(step: Step) -> list[str]:
+def _field_names(step: Step, attnames: list[str]) -> list[str]:
     meta = step.model._meta
-    return [next(f.name for f in meta.concrete_fields if f.attname == attname) for attname in step.file_fields]
+    return [next(f.name for f in meta.concrete_fields if f.attname == attname) for attname in attnames]
 
 
 def _remove_files(files) -> None:
@@ -540,6 +589,42 @@ def _fail(run_id: int, worker: str, exc: BaseException) -> None:
         )
 
 
+@dataclass
+class Advance:
+    """What one call of `plan_advance` did: the new position, and the batch's counts and files (None and
+    [] when it only moved to the next step or found the plan finished)."""
+
+    position: dict
+    step: Step | None
+    counts: dict | None
+    files: list
+    finished: bool
+    lo: object = None
+    hi: object = None
+
+
+def plan_advance(plan: Plan, position: dict, batch_size: int, *, dry_run: bool) -> Advance:
+    """One batch of the current step at `position` ({"step", "last_key"}), or the move to the next step.
+
+    Reads the active hold shapes first, so a hold placed since the last batch counts from this one. The
+    caller runs it inside its transaction and stores the returned position with it: purge runs on the
+    PurgeRun (`_advance`), erasures on the rights request's job (requests.erasure).
+    """
+    index = position.get("step", 0)
+    if index >= len(plan.steps):
+        return Advance(position, None, None, [], True)
+    step = plan.steps[index]
+    lo = position.get("last_key")
+    plan.shapes = selectors.active_hold_shapes()
+    rows = _batch_rows(plan, step, lo, batch_size)
+    if not rows:
+        moved = {**position, "step": index + 1, "last_key": None}
+        return Advance(moved, step, None, [], index + 1 >= len(plan.steps), lo)
+    hi = rows[-1][0]
+    counts, files = _batch(plan, step, rows, dry_run=dry_run)
+    return Advance({**position, "step": index, "model": step.label, "last_key": hi}, step, counts, files, False, lo, hi)
+
+
 def _advance(plan: Plan, run_id: int, worker: str, *, dry_run: bool) -> tuple[bool, list, bool]:
     """One transaction: one batch of the current step, or moving to the next step, or completing.
 
@@ -547,28 +632,20 @@ def _advance(plan: Plan, run_id: int, worker: str, *, dry_run: bool) -> tuple[bo
     """
     run = _locked_run(run_id, worker)
     now = _now()
-    index = run.position.get("step", 0)
-    if index >= len(plan.steps):
-        _complete(run, now)
-        return False, [], True
-    step = plan.steps[index]
-    lo = run.position.get("last_key")
-    plan.shapes = selectors.active_hold_shapes()
-    rows = _batch_rows(plan, step, lo, run.batch_size)
-    if not rows:
-        run.position = {**run.position, "step": index + 1, "last_key": None}
+    advance = plan_advance(plan, run.position, run.batch_size, dry_run=dry_run)
+    if advance.counts is None:
+        run.position = advance.position
         _renew(run, now)
-        if index + 1 >= len(plan.steps):
+        if advance.finished:
             _complete(run, now)
             return False, [], True
         run.save(update_fields=["position", "heartbeat_at", "lease_expires_at"])
         return False, [], False
-    hi = rows[-1][0]
-    counts, files = _batch(plan, step, rows, dry_run=dry_run)
+    step, counts = advance.step, advance.counts
     totals = run.counts.setdefault(step.label, dict.fromkeys(COUNT_KEYS, 0))
     for key, value in counts.items():
         totals[key] = totals.get(key, 0) + value
-    run.position = {**run.position, "step": index, "model": step.label, "last_key": hi}
+    run.position = advance.position
     run.batches_done += 1
     _renew(run, now)
     run.save(update_fields=["position", "counts", "batches_done", "heartbeat_at", "lease_expires_at"])
@@ -577,9 +654,9 @@ def _advance(plan: Plan, run_id: int, worker: str, *, dry_run: bool) -> tuple[bo
             actor=None,
             action="retention.batch",
             target=run,
-            details={"rule": run.rule.code, "model": step.label, "from_key": lo, "to_key": hi, "counts": counts},
+            details={"rule": run.rule.code, "model": step.label, "from_key": advance.lo, "to_key": advance.hi, "counts": counts},
         )
-    return True, files, False
+    return True, advance.files, False
 
 
 def _tune_transaction(using: str) -> None:
