@@ -26,7 +26,7 @@ from .models import DeadlineRule, PeriodUnit, RequestEvent, RightsRequest
 
 logger = logging.getLogger(__name__)
 
-TEMPLATES = frozenset({"acknowledgement", "duplicate", "extension", "rejection", "completion"})
+TEMPLATES = frozenset({"acknowledgement", "duplicate", "extension", "rejection", "completion", "erasure_done"})
 
 
 def controller_contact() -> dict:
