@@ -11,16 +11,31 @@ Two paths, one set of rules (those of `consents.bulk`, whose module docstring sa
 - Anywhere else ("portable", SQLite): the csv module reads the file and `consents.bulk` checks and
   writes it; the rows are held in memory, so this is for the small installations SQLite serves.
 
-Hashes in SQL. The per-principal chain is sequential (each hash covers the previous one), so it is
-computed by a recursive query that walks every account's new events rank by rank (rank = position by
-effective time, file order breaking ties), each step one index lookup. The text hashed is exactly
-`ConsentEvent.canonical`: the keys in sorted order, strings escaped by PostgreSQL's `to_json` (which
-escapes as Python's `json.dumps(ensure_ascii=False)` does: quote, backslash, the short escapes and other
-control characters as lower-case \\u00XX), times as `to_char(... 'YYYY-MM-DD"T"HH24:MI:SS.US') || '+00:00'`
-in UTC (Python's isoformat with microseconds), and uuids in their canonical lower-case form. The tests
-recompute every imported hash with `compute_hash`; a change to the canonical form must change both.
-Streaming the rows through Python to hash them was the alternative; it costs more per row than the whole
-SQL step (measured in docs/consent-import.md), and the insert, not the hashing, dominates either way.
+Checks in SQL, each value once. The cells are trimmed and each moment's shape (every digit written as 9)
+computed in one pass into a table of lines; the few distinct shapes are tested in Python with the shared
+pattern, and so are the other values of which a file has a handful (purposes x languages x notice
+versions, languages, account countries and regions). The subject_ref texts are tested, and their accounts
+looked up, once per distinct text -- a file names each subject about ten times, and testing 36 characters
+costs more than all the other checks of a line. Then one pass joins every line with what it refers to.
+
+Hashes in SQL, in one sorted pass. Each hash covers the previous one, so a chain is sequential; the events
+of every subject are ordered once (effective time, file order breaking ties) and the hashes chained by a
+running window aggregate, `consent_chain_hash(head, prefix, suffix) OVER (PARTITION BY subject ORDER BY
+moment, line ROWS UNBOUNDED PRECEDING)` (migration 0006): PostgreSQL advances a running aggregate one row
+at a time, so each row costs one step, sha256(prefix || previous hash || suffix), the first row's previous
+hash being the chain's head. The same pass (window functions over the same order need no new sort) gives
+each event its seq, its previous hash, whether it is its subject's new head and whether it is the latest of
+its subject and purpose; the ids are drawn from the events' sequence in that order, so that the ledger's
+state rule (latest by effective time, then id) picks the event the pass marked. The events are kept in a
+temporary table from which the insert, the states, the heads and the audit counts read; nothing comes
+back with RETURNING. The text hashed is exactly `ConsentEvent.canonical`, cut at "prev_hash": the keys in
+sorted order, strings escaped by PostgreSQL's `to_json` (which escapes as Python's
+`json.dumps(ensure_ascii=False)` does: quote, backslash, the short escapes and other control characters
+as lower-case \\u00XX), times as `to_char(... 'YYYY-MM-DD"T"HH24:MI:SS.US') || '+00:00'` in UTC (Python's
+isoformat with microseconds), and uuids in their canonical lower-case form. The tests recompute every
+imported hash with `compute_hash`; a change to the canonical form must change both. Streaming the rows
+through Python to hash them was the alternative; it costs more per row than the whole SQL step (measured
+in docs/consent-import.md), and the insert, not the hashing, dominates either way.
 
 Lines: line 1 is the header; the n-th record is line n + 1 (the COPY staging table numbers records as
 they arrive). A quoted value spanning lines would shift the count; no valid value of this format has one.
@@ -365,8 +380,9 @@ _EVENT_COLUMNS = (
     "notice_id, notice_version, notice_sha256, policy_id, policy_label, receipt_id"
 )
 
-# Every new event with everything it is written with, in one sorted pass per level (each level keeps the
-# order of the one below, so PostgreSQL sorts once): its place in its subject's chain (rank by effective
+# Every new event with everything it is written with. PostgreSQL sorts the lines once; each level keeps the
+# order of the one below, and the latest-per-purpose level re-sorts only within each subject (an
+# incremental sort of about ten rows, and back). Per event: its place in its subject's chain (rank by effective
 # time, file order breaking ties), its hash chained by the running aggregate, the previous hash, whether it
 # is the subject's new head, and whether it is the subject's latest for its purpose (the state rule; the
 # ids follow (moment, line) within a subject, so that is also the latest by (effective_at, id)). The ids
