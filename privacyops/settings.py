@@ -313,6 +313,17 @@ CONSENT_COOKIE_NAME = "privacyops_choice"
 CONSENT_COOKIE_AGE = datetime.timedelta(days=365)
 
 # --- Rights requests --------------------------------------------------------------------------------
+# The site's own address, for links in e-mails (verification, status, package ready), which are sent
+# outside any HTTP request. Default: the development server, or https:// and the first allowed host.
+SITE_URL = env.str(
+    "SITE_URL",
+    default="http://127.0.0.1:8000"
+    if DEBUG
+    else "https://" + next((host.lstrip(".") for host in ALLOWED_HOSTS if host != "*"), "localhost"),
+).rstrip("/")
+# The one-time code e-mailed to re-authenticate an account that signs in with Google or GitHub.
+OTP_EMAIL_SUBJECT = "Your confirmation code"
+OTP_EMAIL_BODY_TEMPLATE_PATH = "accounts/reauth_code.txt"
 # A verification link (requests without a signed-in session) works this many days, once; a request still
 # unverified after REQUEST_UNVERIFIED_CLOSE_DAYS closes itself, and the requester is told.
 REQUEST_VERIFICATION_DAYS = env.int("REQUEST_VERIFICATION_DAYS", default=7)
