@@ -101,6 +101,10 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "requests.view_requestevent",
         "requests.view_requestpause",
         "requests.view_deadlinerule",
+        # What fulfilment left behind: packages (their record, never their content), Art. 19 tasks, disclosures.
+        "requests.view_exportpackage",
+        "requests.view_recipientnotice",
+        "requests.view_disclosure",
     ),
     ROLE_SUPPORT_AGENT: (
         # Signing in to the workbench needs only is_staff. They log rights requests received by email or

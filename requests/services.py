@@ -82,7 +82,9 @@ def _allowed_text(status: str) -> str:
 
 
 def _lock(rights_request: RightsRequest) -> RightsRequest:
-    return RightsRequest.objects.select_for_update().select_related("jurisdiction").get(pk=rights_request.pk)
+    # of=("self",): lock the request only; a join's rows (the jurisdiction) would serialise every action on
+    # the requests of one jurisdiction.
+    return RightsRequest.objects.select_for_update(of=("self",)).select_related("jurisdiction").get(pk=rights_request.pk)
 
 
 def _sync(target: RightsRequest, source: RightsRequest) -> RightsRequest:
@@ -336,6 +338,35 @@ def rights_request_verify(*, rights_request: RightsRequest, actor, method: str) 
     return _sync(rights_request, locked)
 
 
+def rights_request_agent_verify(*, rights_request: RightsRequest, actor) -> RightsRequest:
+    """Staff have checked the agent's proof of authority (PM-XI-2); until then nothing of the subject's
+    leaves or is erased for an agent's request (requests.verification.require_verified)."""
+    with transaction.atomic():
+        locked = _lock(rights_request)
+        if locked.requester != Requester.AGENT:
+            raise RequestActionError(f"Request {locked.reference} was made by the subject, not by an agent.", code="not_agent")
+        if not locked.is_open:
+            raise RequestActionError(f"Request {locked.reference} is {_label(locked.status)}: closed requests are not verified.")
+        if not locked.agent_authority:
+            raise RequestActionError(
+                f"Request {locked.reference} has no proof of authority: upload the agent's document first.", code="no_authority"
+            )
+        if locked.agent_verified_at is not None:
+            raise RequestActionError(f"The agent of request {locked.reference} is already verified.", code="already_verified")
+        locked.agent_verified_at = timezone.now()
+        locked.agent_verified_by = actor
+        locked.save(update_fields=["agent_verified_at", "agent_verified_by", "updated_at"])
+        _event(
+            locked,
+            RequestEvent.Kind.VERIFY,
+            actor,
+            message="The agent's proof of authority was checked.",
+            details={"agent": True},
+        )
+        _audit(locked, actor, "agent_verified")
+    return _sync(rights_request, locked)
+
+
 def rights_request_assign(*, rights_request: RightsRequest, assignee, actor) -> RightsRequest:
     """Give the request to a staff member (None: nobody)."""
     if assignee is not None and not (assignee.is_active and assignee.is_staff):
@@ -454,7 +485,8 @@ def rights_request_approve(*, rights_request: RightsRequest, actor) -> RightsReq
     """Approve the request for fulfilment: erasure by a DPO, other rights by a DPO or privacy analyst."""
     with transaction.atomic():
         locked = _lock(rights_request)
-        perm = APPROVE_ERASURE if locked.right == Right.ERASURE else APPROVE
+        # A child report, once confirmed, is fulfilled by erasing the account: the erasure's approver decides.
+        perm = APPROVE_ERASURE if locked.right in (Right.ERASURE, Right.CHILD_REPORT) else APPROVE
         if actor is None or not actor.has_perm(perm):
             raise PermissionDenied(f"Approving {locked.get_right_display().lower()} requests needs the permission {perm}.")
         _check_move(locked, Status.FULFILLING)
