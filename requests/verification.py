@@ -44,7 +44,7 @@ from privacyops.audit import audit_record
 
 from . import deadlines, services
 from .emails import controller_contact
-from .models import Requester, RequestEvent, RightsRequest, Status, VerificationLink
+from .models import Requester, RequestEvent, Right, RightsRequest, Status, VerificationLink
 
 logger = logging.getLogger(__name__)
 
@@ -259,9 +259,11 @@ def require_verified(rights_request: RightsRequest) -> None:
 
 def _unverified_since(cutoff):
     """Open, unverified requests recorded before `cutoff` whose last verification link (if any) was also sent
-    before it: a link sent again on day 13 gets its full time."""
+    before it: a link sent again on day 13 gets its full time. Reports of a child's account are not the
+    reporter's own data and get no link: the DPO investigates them whoever made them (PM-VIII-2)."""
     return (
         RightsRequest.objects.filter(status__in=UNVERIFIED_STATUSES, verified_at__isnull=True, created_at__lt=cutoff)
+        .exclude(right=Right.CHILD_REPORT)
         .annotate(last_asked=Max("verification_links__created_at"))
         .filter(Q(last_asked__isnull=True) | Q(last_asked__lt=cutoff))
     )

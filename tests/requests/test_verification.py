@@ -368,6 +368,17 @@ def test_a_received_request_never_sent_a_link_also_closes(jurisdiction, committe
     assert len(mailoutbox) == 1
 
 
+def test_pm_viii_2_a_report_of_a_child_account_is_never_closed_as_unverified(jurisdiction, committed):
+    from requests.models import Right
+
+    report = RightsRequestFactory(jurisdiction=jurisdiction, right=Right.CHILD_REPORT, status=Status.AWAITING_VERIFICATION)
+    _age(report, 30)
+    with committed():
+        assert requests_close_unverified() == 0
+    report.refresh_from_db()
+    assert report.status == Status.AWAITING_VERIFICATION
+
+
 def test_the_beat_task_calls_it(waiting):
     from requests.tasks import close_unverified_requests
 
