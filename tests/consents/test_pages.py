@@ -5,6 +5,7 @@ import json
 
 import pytest
 from django.conf import settings
+from django.urls import reverse
 
 from consents import cookies
 from consents.models import ConsentEvent, ConsentPurpose, ConsentState, PolicyVersion
@@ -198,3 +199,11 @@ def test_pm_iii_3_notices_follow_the_picked_language_and_the_ledger_says_which(c
 def test_pm_iii_3_an_unknown_language_falls_back_to_english(client, seeded):
     body = client.get("/cookies?lang=xx-evil").content.decode()
     assert '<html lang="en">' in body
+
+
+def test_pm_ix_8_overview_leads_to_the_rights_pages(client, subject):
+    page = client.get(reverse("web:overview")).content.decode()
+    assert reverse("requests:public_new") in page and reverse("requests:child_report") in page
+    client.force_login(subject)
+    page = client.get(reverse("web:overview")).content.decode()
+    assert reverse("requests:list") in page and reverse("requests:public_new") not in page
