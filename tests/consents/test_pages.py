@@ -201,9 +201,9 @@ def test_pm_iii_3_an_unknown_language_falls_back_to_english(client, seeded):
     assert '<html lang="en">' in body
 
 
-def test_pm_ix_8_overview_leads_to_the_rights_pages(client, subject):
+def test_pm_ix_8_overview_leads_to_the_rights_pages(client, seeded):
     page = client.get(reverse("web:overview")).content.decode()
     assert reverse("requests:public_new") in page and reverse("requests:child_report") in page
-    client.force_login(subject)
+    client.force_login(UserFactory())
     page = client.get(reverse("web:overview")).content.decode()
     assert reverse("requests:list") in page and reverse("requests:public_new") not in page
