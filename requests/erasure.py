@@ -556,7 +556,8 @@ def _finish(request_id: int, steps, who, state: dict) -> None:
         )
         from .services import rights_request_close
 
-        rights_request_close(rights_request=locked, actor=None, outcome=text, partial=partial)
+        # erasure_done (sent above) already tells the subject the outcome: no second "completed" e-mail.
+        rights_request_close(rights_request=locked, actor=None, outcome=text, partial=partial, notify=False)
         affected = sorted(
             code for code, c in summary["categories"].items() if (c["erased"] or c["anonymised"]) and code != "links"
         )

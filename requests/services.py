@@ -524,14 +524,19 @@ def rights_request_withdraw(*, rights_request: RightsRequest, actor=None) -> Rig
     return _sync(rights_request, locked)
 
 
-def rights_request_close(*, rights_request: RightsRequest, actor, outcome: str, partial: bool = False) -> RightsRequest:
-    """Close a request being fulfilled as completed (or partly), and tell the requester what was done."""
+def rights_request_close(
+    *, rights_request: RightsRequest, actor, outcome: str, partial: bool = False, notify: bool = True
+) -> RightsRequest:
+    """Close a request being fulfilled as completed (or partly), and tell the requester what was done --
+    unless the caller has already told them in its own words (`notify=False`: the erasure's outcome)."""
     outcome = _require_text(outcome, "outcome (what was done; the requester is told it)")
     with transaction.atomic():
         locked = _lock(rights_request)
         locked.outcome = outcome
         to_status = Status.PARTIALLY_COMPLETED if partial else Status.COMPLETED
         _move(locked, to_status, actor, fields=("outcome",))
+        if not notify:
+            return _sync(rights_request, locked)
         jurisdiction = locked.jurisdiction
         request_email_send(
             rights_request=locked,

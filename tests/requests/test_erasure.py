@@ -206,6 +206,7 @@ def test_the_subject_is_told_before_the_address_is_cleared_and_recipients_get_ta
     body = next(m.body for m in mail.outbox if "erased" in m.subject)
     assert "user-content" in body and email not in body
     assert all(to == [email] for to in recipients)  # nothing went to an empty address
+    assert len(mail.outbox) == 1  # the outcome, once: no second "request completed" e-mail
     assert done.contact_email == ""
     # The timeline was redacted with the record: only event kinds and statuses remain.
     assert not RequestEvent.objects.filter(request=done).exclude(message__in=("", REDACTED)).exists()
