@@ -26,7 +26,9 @@ from .models import DeadlineRule, PeriodUnit, RequestEvent, RightsRequest
 
 logger = logging.getLogger(__name__)
 
-TEMPLATES = frozenset({"acknowledgement", "duplicate", "extension", "rejection", "completion", "erasure_done"})
+TEMPLATES = frozenset(
+    {"acknowledgement", "duplicate", "extension", "rejection", "completion", "erasure_done", "package_ready", "downloaded"}
+)
 
 
 def controller_contact() -> dict:

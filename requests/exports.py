@@ -108,11 +108,6 @@ WITHHELD_THIRD_PARTY = (
 WITHHELD_SIGN_IN = "A secret that would let someone sign in or act as you; it is in no copy we send."
 SELF, STAFF, SYSTEM = "you", "staff", "system"
 
-# The e-mails this module sends; requests.emails only renders templates it knows (see the note for the lead).
-EMAIL_TEMPLATES = frozenset({"package_ready", "downloaded"})
-if not EMAIL_TEMPLATES <= emails.TEMPLATES:
-    emails.TEMPLATES = emails.TEMPLATES | EMAIL_TEMPLATES
-
 
 class ExportError(Exception):
     """The package cannot be built for this request (not verified, no account)."""
