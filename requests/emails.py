@@ -27,7 +27,18 @@ from .models import DeadlineRule, PeriodUnit, RequestEvent, RightsRequest
 logger = logging.getLogger(__name__)
 
 TEMPLATES = frozenset(
-    {"acknowledgement", "duplicate", "extension", "rejection", "completion", "erasure_done", "package_ready", "downloaded"}
+    {
+        "acknowledgement",
+        "duplicate",
+        "extension",
+        "rejection",
+        "completion",
+        "erasure_done",
+        "package_ready",
+        "downloaded",
+        "verification",
+        "unverified",
+    }
 )
 
 
@@ -71,11 +82,16 @@ def _hour_period(rights_request: RightsRequest) -> bool:
         return False
 
 
-def request_email_send(*, rights_request: RightsRequest, template: str, actor=None, **context) -> RequestEvent:
-    """Render, record (timeline + audit, in the current transaction) and send after commit."""
+def request_email_send(
+    *, rights_request: RightsRequest, template: str, actor=None, to: str | None = None, details: dict | None = None, **context
+) -> RequestEvent:
+    """Render, record (timeline + audit, in the current transaction) and send after commit.
+
+    `to`: another address than the request's contact (a verification link goes to the account's own).
+    The body is never stored or logged: some carry a single-use token."""
     subject, body = request_email_render(rights_request=rights_request, template=template, **context)
     message = EmailMessage(
-        subject=subject, body=body, to=[rights_request.contact_email], headers={"Auto-Submitted": "auto-generated"}
+        subject=subject, body=body, to=[to or rights_request.contact_email], headers={"Auto-Submitted": "auto-generated"}
     )
     reference = rights_request.reference
 
@@ -89,7 +105,7 @@ def request_email_send(*, rights_request: RightsRequest, template: str, actor=No
             kind=RequestEvent.Kind.EMAIL,
             actor=actor,
             message=f"E-mail sent: {subject}",
-            details={"template": template},
+            details={"template": template, **(details or {})},
         )
         audit_record(
             actor=actor,

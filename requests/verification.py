@@ -33,18 +33,16 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core import signing
-from django.core.mail import EmailMessage
 from django.db import transaction
 from django.db.models import F, Max, Q
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
 from privacyops.audit import audit_record
 
-from . import deadlines, services
-from .emails import controller_contact
-from .models import Requester, RequestEvent, Right, RightsRequest, Status, VerificationLink
+from . import services
+from .emails import request_email_send
+from .models import Requester, Right, RightsRequest, Status, VerificationLink
 
 logger = logging.getLogger(__name__)
 
@@ -80,51 +78,6 @@ def _lock(rights_request_id: int) -> RightsRequest:
 
 
 # --- E-mail -----------------------------------------------------------------------------------------------
-
-
-def _email_send(*, rights_request: RightsRequest, template: str, to: str, actor, details=None, **context) -> RequestEvent:
-    """`requests.emails.request_email_send` for the two templates it does not know yet, and to an address
-    other than the contact address (the verification link goes to the account's). Same shape: rendered in
-    the deadline zone, timeline + audit in the caller's transaction, sent after commit. The body (it
-    carries the token) is never stored or logged."""
-    full = {
-        "reference": rights_request.reference,
-        "right": rights_request.get_right_display().lower(),
-        "received_at": rights_request.received_at,
-        "due_at": rights_request.effective_due_at,
-        "controller": controller_contact(),
-        **context,
-    }
-    zone = deadlines.deadline_zone()
-    full.setdefault("zone", zone.key)
-    with timezone.override(zone):
-        text = render_to_string(f"requests/email/{template}.txt", full).lstrip("\n")
-    subject, _, body = text.partition("\n")
-    subject = " ".join(subject.split())
-    message = EmailMessage(subject=subject, body=body.lstrip("\n"), to=[to], headers={"Auto-Submitted": "auto-generated"})
-    reference = rights_request.reference
-
-    def send():
-        message.send()
-        logger.info("rights request %s: %s e-mail sent", reference, template)
-
-    with transaction.atomic():
-        event = RequestEvent.objects.create(
-            request=rights_request,
-            kind=RequestEvent.Kind.EMAIL,
-            actor=actor,
-            message=f"E-mail sent: {subject}",
-            details={"template": template, **(details or {})},
-        )
-        audit_record(
-            actor=actor,
-            action="rights_request.email_sent",
-            target=rights_request,
-            subject=rights_request.subject_ref,
-            details={"reference": reference, "template": template},
-        )
-        transaction.on_commit(send, robust=True)
-    return event
 
 
 # --- Verification links -----------------------------------------------------------------------------------
@@ -168,7 +121,7 @@ def verification_link_send(*, rights_request: RightsRequest, actor=None) -> Veri
             subject=locked.subject_ref,
             details={"reference": locked.reference, "to_account": locked.subject is not None, **details},
         )
-        _email_send(
+        request_email_send(
             rights_request=locked,
             template="verification",
             to=to,
@@ -289,7 +242,7 @@ def requests_close_unverified(*, now=None) -> int:
                         rights_request=locked, to_status=Status.AWAITING_VERIFICATION, actor=None, note=note
                     )
                 services.rights_request_move(rights_request=locked, to_status=Status.UNVERIFIED, actor=None, note=note)
-                _email_send(
+                request_email_send(
                     rights_request=locked,
                     template="unverified",
                     to=locked.contact_email,
