@@ -4,6 +4,7 @@ depends on what an earlier run left in the configured database) and memory readi
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import quote
 
@@ -50,6 +51,35 @@ class Server:
     def drop_all(self) -> None:
         for name in reversed(self.created):
             self.drop(name)
+
+
+def django_setup() -> None:
+    """Configure Django for a bench, a local tool: DEBUG defaults on only so the settings need no production
+    keys; it is then switched off, because its query log would cost time and memory inside the measurements."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "privacyops.settings")
+    os.environ.setdefault("DEBUG", "true")
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    settings.DEBUG = False
+
+
+def schema_create(server: Server, name: str) -> None:
+    """A new database `name` on the server, migrated, with the register loaded (`loadpolicy`); Django stays
+    connected to it. It is dropped with the server's other scratch databases."""
+    from django.core.management import call_command
+    from django.db import connection
+
+    connection.settings_dict.setdefault("TEST", {})["NAME"] = name
+    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    server.created.append(name)
+    call_command("loadpolicy", verbosity=0)
+
+
+def mb(kilobytes: int) -> float:
+    return kilobytes / 1024
 
 
 def use_database(name: str) -> None:

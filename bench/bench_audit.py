@@ -27,17 +27,7 @@ import time
 import tracemalloc
 import uuid
 
-
-def _setup_django():
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "privacyops.settings")
-    # A local tool: settings need a key when DEBUG is off; DEBUG itself is switched off below.
-    os.environ.setdefault("DEBUG", "true")
-    import django
-
-    django.setup()
-    from django.conf import settings
-
-    settings.DEBUG = False  # no query log: it would cost time and memory inside the measurements
+from bench._scratch import django_setup
 
 
 def _rows(n: int) -> list[dict]:
@@ -165,7 +155,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     events = 200 if args.smoke else args.events
 
-    _setup_django()
+    django_setup()
     from django.conf import settings
     from django.db import connection
 

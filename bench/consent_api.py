@@ -50,14 +50,6 @@ TARGET = 1.5
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _setup_django():
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "privacyops.settings")
-    os.environ.setdefault("DEBUG", "true")  # a local tool; the server it starts runs with DEBUG off
-    import django
-
-    django.setup()
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -325,7 +317,7 @@ def main(argv=None) -> int:
         for key, value in SMOKE.items():
             setattr(args, key, value)
 
-    _setup_django()
+    _scratch.django_setup()
     from django.conf import settings
     from django.db import connection
 

@@ -38,22 +38,11 @@ import time
 from pathlib import Path
 
 from bench import _consent_import_data as data
-from bench._scratch import Server, proc_status_kb, use_database
+from bench._scratch import Server, django_setup, proc_status_kb, schema_create, use_database
 
 SMOKE_ROWS, SMOKE_ADMIN_ROWS = 1000, 40
 PREFIX = f"privacyops_bench_consent_import_{os.getpid()}"
 SAMPLE_CHAINS = 2000
-
-
-def _setup_django():
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "privacyops.settings")
-    os.environ.setdefault("DEBUG", "true")  # a local tool: settings need a key only when DEBUG is off
-    import django
-
-    django.setup()
-    from django.conf import settings
-
-    settings.DEBUG = False  # no query log inside the measurements
 
 
 # --- The data ------------------------------------------------------------------------------------------
@@ -62,13 +51,9 @@ def _setup_django():
 def _prepare(server: Server, name: str, refs, *, seed: int, now) -> None:
     """Migrate a new database, load the register, make sure the consent purposes have a notice v1, and
     add an account for every subject ref; leave it closed."""
-    from django.core.management import call_command
     from django.db import connection
 
-    connection.settings_dict.setdefault("TEST", {})["NAME"] = name
-    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-    server.created.append(name)
-    call_command("loadpolicy", verbosity=0)
+    schema_create(server, name)
     _purposes_ensure()
     connection.close()
     with server.connect(name) as conn:
@@ -242,7 +227,7 @@ def main(argv=None) -> int:
         os.environ["DATABASE_URL"] = args.database_url
     rows, admin_rows = (SMOKE_ROWS, SMOKE_ADMIN_ROWS) if args.smoke else (args.rows, args.admin_rows)
 
-    _setup_django()
+    django_setup()
     from django.db import connection
     from django.utils import timezone
 

@@ -30,26 +30,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._scratch import Server, proc_status_kb, use_database
+from bench._scratch import Server, django_setup, mb, proc_status_kb, schema_create, use_database
 
 SMOKE_ROWS = 2000
 PREFIX = f"privacyops_bench_export_{os.getpid()}"
 SUBJECT_EMAIL = "bench-subject@example.org"
-
-
-def _setup_django():
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "privacyops.settings")
-    os.environ.setdefault("DEBUG", "true")  # a local tool; DEBUG itself is switched off below
-    import django
-
-    django.setup()
-    from django.conf import settings
-
-    settings.DEBUG = False  # no query log inside the measurements
-
-
-def _mb(kilobytes: int) -> float:
-    return kilobytes / 1024
 
 
 # --- Databases ---------------------------------------------------------------------------------------
@@ -57,13 +42,9 @@ def _mb(kilobytes: int) -> float:
 
 def _prepare_schema(server: Server, name: str) -> None:
     """Migrate a new database and load the register (processing.json reads it); leave it closed."""
-    from django.core.management import call_command
     from django.db import connection
 
-    connection.settings_dict.setdefault("TEST", {})["NAME"] = name
-    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-    server.created.append(name)
-    call_command("loadpolicy", verbosity=0)
+    schema_create(server, name)
     connection.close()
 
 
@@ -235,14 +216,14 @@ def main(argv=None) -> int:
     if args.database_url:
         os.environ["DATABASE_URL"] = args.database_url
     if args.child:
-        _setup_django()
+        django_setup()
         report = _baseline_run() if args.child == "baseline" else _package_run()
         print(json.dumps(report), flush=True)
         return 0
     rows = SMOKE_ROWS if args.smoke else args.rows
     small_rows = max(1, rows // 100)
 
-    _setup_django()
+    django_setup()
     from django.db import connection
 
     if connection.vendor != "postgresql":
@@ -268,20 +249,20 @@ def main(argv=None) -> int:
         baseline = _child(server, big, "baseline")
         print(
             f"baseline: {baseline['seconds']:8.2f}s, {baseline['rows']} rows in {baseline['files']} CSV members, "
-            f"{_mb(baseline['bytes'] // 1024):.1f} MB zip, peak RSS {_mb(baseline['peak_rss_kb']):.1f} MB",
+            f"{mb(baseline['bytes'] // 1024):.1f} MB zip, peak RSS {mb(baseline['peak_rss_kb']):.1f} MB",
             flush=True,
         )
         ours = _child(server, big, "package")
         print(
             f"    ours: {ours['seconds']:8.2f}s, {ours['rows']} rows in {ours['files']} files, "
-            f"{_mb(ours['bytes'] // 1024):.1f} MB zip, peak RSS {_mb(ours['peak_rss_kb']):.1f} MB "
-            f"(Django before the build {_mb(ours['rss_before_kb']):.1f} MB)",
+            f"{mb(ours['bytes'] // 1024):.1f} MB zip, peak RSS {mb(ours['peak_rss_kb']):.1f} MB "
+            f"(Django before the build {mb(ours['rss_before_kb']):.1f} MB)",
             flush=True,
         )
         ours_small = _child(server, small, "package")
         print(
             f"   small: {ours_small['seconds']:8.2f}s, {ours_small['rows']} rows, peak RSS "
-            f"{_mb(ours_small['peak_rss_kb']):.1f} MB (Django before the build {_mb(ours_small['rss_before_kb']):.1f} MB)",
+            f"{mb(ours_small['peak_rss_kb']):.1f} MB (Django before the build {mb(ours_small['rss_before_kb']):.1f} MB)",
             flush=True,
         )
         export_vs_copy = baseline["seconds"] / ours["seconds"]

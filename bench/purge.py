@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from bench import _purge_data as purge_data
-from bench._scratch import Server, proc_status_kb, use_database
+from bench._scratch import Server, django_setup, mb, proc_status_kb, schema_create, use_database
 
 RULES = (
     # code, category, period: the bench's own rules, created enabled and confirmed in the scratch database.
@@ -43,35 +43,15 @@ SMOKE_ROWS = 3000
 PREFIX = f"privacyops_bench_purge_{os.getpid()}"
 
 
-def _setup_django():
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "privacyops.settings")
-    # A local tool: settings need a key when DEBUG is off; DEBUG itself is switched off below.
-    os.environ.setdefault("DEBUG", "true")
-    import django
-
-    django.setup()
-    from django.conf import settings
-
-    settings.DEBUG = False  # no query log: it would cost time and memory inside the measurements
-
-
-def _mb(kilobytes: int) -> float:
-    return kilobytes / 1024
-
-
 # --- Databases ---------------------------------------------------------------------------------------
 
 
 def _prepare_schema(server: Server, name: str) -> None:
     """Migrate a new database, load the register (categories), add the bench's rules; leave it closed."""
-    from django.core.management import call_command
     from django.db import connection
     from django.utils import timezone
 
-    connection.settings_dict.setdefault("TEST", {})["NAME"] = name
-    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-    server.created.append(name)
-    call_command("loadpolicy", verbosity=0)
+    schema_create(server, name)
 
     from inventory.models import DataCategory
     from retention.models import RetentionRule
@@ -220,7 +200,7 @@ def _engine_process(server: Server, name: str, batch: int) -> dict:
 
 def _engine_run(batch: int) -> int:
     """Subprocess side: run each bench rule to completion with the engine in this process; print a JSON line."""
-    _setup_django()
+    django_setup()
     from retention.engine import purge_run_work
     from retention.models import PurgeRun, RetentionRule
     from retention.services import purge_run_start
@@ -275,7 +255,7 @@ def main(argv=None) -> int:
         return _engine_run(args.batch_size)
     rows = SMOKE_ROWS if args.smoke else args.rows
 
-    _setup_django()
+    django_setup()
     from django.conf import settings
     from django.db import connection
     from django.utils import timezone
@@ -348,8 +328,8 @@ def main(argv=None) -> int:
         big_report = results["engine"]["detail"]
         rss_big, rss_small = big_report["peak_rss_kb"], small_report["peak_rss_kb"]
         print(
-            f"engine peak RSS: {_mb(rss_big):.1f} MB at {rows} rows, {_mb(rss_small):.1f} MB at {small_rows} rows "
-            f"(Django before the run: {_mb(big_report['rss_before_kb']):.1f} / {_mb(small_report['rss_before_kb']):.1f} MB)",
+            f"engine peak RSS: {mb(rss_big):.1f} MB at {rows} rows, {mb(rss_small):.1f} MB at {small_rows} rows "
+            f"(Django before the run: {mb(big_report['rss_before_kb']):.1f} / {mb(small_report['rss_before_kb']):.1f} MB)",
             flush=True,
         )
         raw_rate = results["raw"]["removed"] / results["raw"]["seconds"]
