@@ -464,6 +464,22 @@ def register_seed_loader(name: str, *, read: Callable[[PolicyFile], Any], apply:
     _seed_loaders[name] = SeedLoader(name=name, read=read, apply=apply)
 
 
+def seed_rows_read(path: Path, *, section: str = "rules") -> tuple[list, list[str]]:
+    """The raw rows under `section` of an app's seed file, and the errors of the file's shape (unknown
+    sections), for the app's loader to add its own row checks to. Raises PolicyFileError when the file
+    cannot be read, is not YAML, or is not a mapping with a list under `section`."""
+    try:
+        document = yaml.safe_load(path.read_bytes())
+    except OSError as exc:
+        raise PolicyFileError([f"cannot read the file: {exc.strerror}"], path) from exc
+    except yaml.YAMLError as exc:
+        raise PolicyFileError([f"not valid YAML: {exc}"], path) from exc
+    if not isinstance(document, dict) or not isinstance(document.get(section, []), list):
+        raise PolicyFileError([f"the file must be a mapping with a list under `{section}`"], path)
+    errors = [f"{key}: unknown section (allowed: {section})" for key in sorted(set(document) - {section})]
+    return document.get(section) or [], errors
+
+
 def unregister_seed_loader(name: str) -> None:
     _seed_loaders.pop(name, None)
 

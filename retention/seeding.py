@@ -29,11 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from django.core.exceptions import ValidationError
 
 from inventory.models import DataCategory, DataStore
-from inventory.policy import ModelCounts, PolicyFile, PolicyFileError, SeedResult
+from inventory.policy import ModelCounts, PolicyFile, PolicyFileError, SeedResult, seed_rows_read
 
 from .models import RetentionRule
 from .periods import parse_period
@@ -106,19 +105,9 @@ def _normalise(raw: Any, index: int, errors: list[str]) -> dict | None:
 def rules_file_read(*, path: Path | str | None = None) -> RulesFile:
     """Parse and validate the rules file without touching the database. Raises PolicyFileError."""
     path = Path(path) if path else DEFAULT_RULES_PATH
-    try:
-        document = yaml.safe_load(path.read_bytes())
-    except OSError as exc:
-        raise PolicyFileError([f"cannot read the file: {exc.strerror}"], path) from exc
-    except yaml.YAMLError as exc:
-        raise PolicyFileError([f"not valid YAML: {exc}"], path) from exc
-    errors: list[str] = []
-    if not isinstance(document, dict) or not isinstance(document.get("rules", []), list):
-        raise PolicyFileError(["the file must be a mapping with a list under `rules`"], path)
-    for key in sorted(set(document) - {"rules"}):
-        errors.append(f"{key}: unknown section (allowed: rules)")
+    raw_rows, errors = seed_rows_read(path)
     rows = []
-    for index, raw in enumerate(document.get("rules") or []):
+    for index, raw in enumerate(raw_rows):
         row = _normalise(raw, index, errors)
         if row is not None:
             rows.append(row)
