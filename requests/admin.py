@@ -63,8 +63,7 @@ from .models import (
 VIEW = "requests.view_rightsrequest"
 ADD = "requests.add_rightsrequest"
 WORK = "requests.change_rightsrequest"
-APPROVE = "requests.approve_rightsrequest"
-APPROVE_ERASURE = "requests.approve_erasure_rightsrequest"
+APPROVE, APPROVE_ERASURE = services.APPROVE, services.APPROVE_ERASURE
 VIEW_DATA = "requests.view_personal_data_rightsrequest"
 NOTICE_DONE = "requests.change_recipientnotice"
 ADD_DISCLOSURE = "requests.add_disclosure"
