@@ -113,10 +113,15 @@ privacy.register(
     not_personal=("id", "request", "token_sha256", "created_at", "expires_at", "used_at"),
 )
 
+# Packages and their links are a store of their own (PACKAGES): the encrypted copies live in file storage, and
+# their retention (7 days after creation, rule rights-request-packages-7d) is not the requests' 24 months.
+PACKAGES = "django-requests-packages"
+
 privacy.register(
     ExportPackage,
     subject="request__subject",
     category=R,
+    store=PACKAGES,
     created="created_at",
     fields={"file": Field(R, Erase.DELETE, "The copy of your data we prepared for you (stored encrypted)")},
     not_personal=(
@@ -135,8 +140,14 @@ privacy.register(
     ),
 )
 
-privacy.register_not_personal(
-    DownloadLink, reason="A single-use link's token hash and times; the package it opens is declared on its own."
+privacy.register(
+    DownloadLink,
+    subject="package__request__subject",
+    category=R,
+    store=PACKAGES,  # deleted with its package by the same rule: a child outside a rule's plan would keep it
+    created="created_at",
+    fields={"used_at": Field(R, Erase.DELETE, "When you started a download")},
+    not_personal=("id", "package", "token_sha256", "created_at", "expires_at"),
 )
 
 privacy.register(

@@ -61,3 +61,39 @@ def test_duty_ends_is_only_for_models_that_keep_fields_under_a_legal_duty():
             not_personal=("id", "request", "reason", "stops_clock", "started_at", "ended_at"),
             duty_ends=True,
         )
+
+
+def test_pm_vi_4_the_seeded_package_rule_deletes_packages_and_their_links_7_days_after_creation(
+    settings, tmp_path, django_capture_on_commit_callbacks
+):
+    from django.core.files.base import ContentFile
+
+    from requests.models import DownloadLink, ExportPackage
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    call_command("loadpolicy", verbosity=0)
+    rule = RetentionRule.objects.get(code="rights-request-packages-7d")
+    rule_confirm(rule=rule, actor=StaffFactory(is_superuser=True))
+    request = RightsRequestFactory(status=Status.COMPLETED, outcome="Sent.")
+
+    def package(days_ago: int) -> ExportPackage:
+        created = timezone.now() - timedelta(days=days_ago)
+        made = ExportPackage.objects.create(
+            request=request, status=ExportPackage.Status.EXPIRED, created_at=created, expires_at=created + timedelta(days=7)
+        )
+        made.file.save(f"package-{days_ago}.bin", ContentFile(b"ciphertext"), save=True)
+        DownloadLink.objects.create(package=made, token_sha256=f"{days_ago:064d}", created_at=created, expires_at=created)
+        return made
+
+    old, recent = package(8), package(3)
+    old_file = old.file.path
+    run = purge_run_start(rule=rule, dry_run=False, enqueue=False)
+    with django_capture_on_commit_callbacks(execute=True):  # files go after their rows' commit
+        purge_run_work(run.pk, worker="test")
+
+    assert list(ExportPackage.objects.values_list("pk", flat=True)) == [recent.pk]
+    assert list(DownloadLink.objects.values_list("package_id", flat=True)) == [recent.pk]
+    assert RightsRequest.objects.filter(pk=request.pk).exists()  # the request's record follows its own rule
+    import os
+
+    assert not os.path.exists(old_file)

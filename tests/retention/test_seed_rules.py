@@ -18,12 +18,13 @@ from tests.factories.accounts import StaffFactory
 pytestmark = pytest.mark.django_db
 
 EXPECTED = {
-    "log-data": ("P180D", "created", "delete"),
-    "usage-data": ("P13M", "created", "anonymise"),
-    "user-content": ("P30D", "account_closure", "delete"),
-    "feedback": ("P3Y", "created", "anonymise"),
-    "retention-records": ("P2Y", "created", "delete"),
-    "rights-request-records": ("P24M", "timestamp", "delete"),
+    ("log-data", None): ("P180D", "created", "delete"),
+    ("usage-data", None): ("P13M", "created", "anonymise"),
+    ("user-content", None): ("P30D", "account_closure", "delete"),
+    ("feedback", None): ("P3Y", "created", "anonymise"),
+    ("retention-records", None): ("P2Y", "created", "delete"),
+    ("rights-request-records", None): ("P24M", "timestamp", "delete"),
+    ("rights-request-records", "django-requests-packages"): ("P7D", "created", "delete"),
 }
 
 
@@ -59,10 +60,13 @@ def test_pm_vi_1_the_seed_file_names_only_categories_of_the_seed_register_and_va
 def test_pm_vi_1_loadpolicy_seeds_the_example_rules_disabled_and_unconfirmed():
     output = _load()
 
-    rules = {r.category.code: r for r in RetentionRule.objects.select_related("category")}
+    rules = {
+        (r.category.code, r.store.code if r.store else None): r for r in RetentionRule.objects.select_related("category", "store")
+    }
     assert {code: (r.period, r.counts_from, r.action) for code, r in rules.items()} == EXPECTED
     assert all(not r.enabled and r.confirmed_at is None and r.confirmed_by is None for r in rules.values())
-    assert all(r.store is None and len(r.seed_digest) == 64 for r in rules.values())
+    assert all(len(r.seed_digest) == 64 for r in rules.values())
+    assert {key for key, r in rules.items() if r.store is not None} == {("rights-request-records", "django-requests-packages")}
     assert "Retention rules" in output and f"{len(EXPECTED)} created" in output.split("Retention rules")[1]
 
 
