@@ -161,14 +161,23 @@ class Declaration:
             q = models.Q(**{self.subject: account})
         elif self.is_account_model:
             q = models.Q(pk=account.pk)
-        if self.identifier:
-            value = getattr(account, self.identifier, None)
-            if value not in (None, ""):
-                lookup = "iexact" if isinstance(value, str) else "exact"
-                by_identifier = models.Q(**{f"{self.identifier}__{lookup}": value})
-                if self.subject:
-                    by_identifier &= models.Q(**{f"{self.subject_fk}__isnull": True})
-                q = by_identifier if q is None else q | by_identifier
+        by_identifier = self.identifier_q(getattr(account, self.identifier, None)) if self.identifier else None
+        if by_identifier is not None:
+            q = by_identifier if q is None else q | by_identifier
+        return q
+
+    def identifier_q(self, value) -> models.Q | None:
+        """The rows with no account whose identifier equals `value` (text compared case-insensitively: an
+        address is the same address in any case), or None when the model has no identifier or `value` is
+        empty. `subject_q` uses it with the account's field; a request without an account uses it with the
+        address it verified (`requests.exports`)."""
+        if not self.personal or not self.identifier or value in (None, ""):
+            return None
+        lookup = "iexact" if isinstance(value, str) else "exact"
+        q = models.Q(**{f"{self.identifier}__{lookup}": value})
+        if self.subject:
+            # A row linked to an account is that account's, whatever its identifier says.
+            q &= models.Q(**{f"{self.subject_fk}__isnull": True})
         return q
 
     def declared_names(self) -> set[str]:
