@@ -36,6 +36,7 @@ TEMPLATES = frozenset(
         "erasure_done",
         "package_ready",
         "downloaded",
+        "download_link",
         "verification",
         "unverified",
     }

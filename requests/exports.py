@@ -15,6 +15,15 @@ Which rows: the registry decides (`Declaration.subject_q`): a subject path, the 
 found by an identifier (support e-mails sent before signing up, the audit trail's subject_ref). A model
 that cannot find a subject's rows (staff-only records) is not in the package.
 
+A request without an account (someone who only wrote to support, whose request came through the public
+form or was logged by staff; `NoAccount`): the rows with no account whose identifier equals the address
+the request gives (`Declaration.identifier_q`, the same case-insensitive match as for an account's own
+address; support e-mails), and the request's own record (the request, its timeline, links and packages).
+Everything found by the account or by its subject_ref (consents, the audit trail, disclosures) has no row
+for them. The package keeps the same tables as an account's, empty where there is nothing, and index.html
+says why. Nothing is built before the request is verified (`require_verified`), and the package leaves
+only through a link e-mailed to that same address when its holder asks for it (see "Downloads").
+
 Other people's data stays out (GDPR Art. 15(4)):
 - a foreign key to an account other than the subject path names a person: it is written as "you" when it is
   the subject, "staff" otherwise (the assignee, who approved, who recorded a hold), never as an account id;
@@ -110,7 +119,7 @@ SELF, STAFF, SYSTEM = "you", "staff", "system"
 
 
 class ExportError(Exception):
-    """The package cannot be built for this request (not verified, no account)."""
+    """The package cannot be built for this request (not verified, not an access or portability request)."""
 
 
 class DownloadError(Exception):
@@ -118,6 +127,20 @@ class DownloadError(Exception):
 
 
 # --- What goes in ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NoAccount:
+    """The subject of a request without an account, known only by the request's contact address.
+
+    It stands where an account stands in this module: `email` is what the account model's field of the
+    same name would hold, so `Declaration.identifier_q` finds their rows as it finds an account's rows
+    found by address; nothing else identifies them (no pk, no subject_ref)."""
+
+    email: str
+    rights_request: RightsRequest
+    pk = None
+    subject_ref = None
 
 
 @dataclass(frozen=True)
@@ -158,8 +181,10 @@ class Table:
 
 
 def _user_label(attname: str, subject) -> Case:
+    # Without an account (pk None) no account is "you": a filled one is staff.
+    mine = [When(**{attname: subject.pk}, then=Value(SELF))] if subject.pk is not None else []
     return Case(
-        When(**{attname: subject.pk}, then=Value(SELF)),
+        *mine,
         When(**{f"{attname}__isnull": False}, then=Value(STAFF)),
         default=Value(None),
         output_field=models.CharField(),
@@ -170,8 +195,9 @@ def _actor_expression(model, name: str, subject):
     """The actor columns of the audit trail and the consent ledger, which name staff by id or e-mail."""
     names = {f.name for f in model._meta.concrete_fields}
     if "actor_id" in names and not model._meta.get_field("actor_id").is_relation:
+        mine = [When(actor_id=subject.pk, then=Value(SELF))] if subject.pk is not None else []
         return Case(
-            When(actor_id=subject.pk, then=Value(SELF)),
+            *mine,
             When(actor_id__isnull=True, then=Value(SYSTEM)),
             default=Value(STAFF),
             output_field=models.CharField(),
@@ -221,11 +247,41 @@ def _columns(declaration, subject) -> tuple[list[Column], list[Withheld], list[s
     return columns, withheld, files
 
 
+def _request_lookup(declaration) -> str | None:
+    """The lookup from the declaration's model to the rights request its subject path passes through ("pk"
+    for the request itself, "request" for its timeline, "package__request" for a package's links), or None."""
+    model, path = declaration.model, []
+    for hop in (declaration.subject or "").split("__"):
+        if model is RightsRequest:
+            return "__".join(path) or "pk"
+        model_field = model._meta.get_field(hop) if hop else None
+        if model_field is None or not model_field.is_relation:
+            return None
+        model = model_field.related_model
+        path.append(hop)
+    return None
+
+
+def _no_account_q(declaration, subject: NoAccount) -> models.Q | None:
+    """A request without an account: the same models as for an account (so the package has the same
+    tables), with the rows found by the address and the request's own record; none matches nothing."""
+    if not declaration.personal or not (declaration.subject or declaration.is_account_model or declaration.identifier):
+        return None
+    q = declaration.identifier_q(getattr(subject, declaration.identifier, None)) if declaration.identifier else None
+    lookup = _request_lookup(declaration)
+    if lookup is not None:
+        own = models.Q(**{lookup: subject.rights_request.pk})
+        q = own if q is None else q | own
+    # A condition that compiles (COPY needs SQL; an empty IN list would not) and matches no row.
+    return q if q is not None else models.Q(pk__isnull=True)
+
+
 def subject_tables(subject) -> list[Table]:
-    """Every registered model that can find the subject's rows, with the columns the package shows."""
+    """Every registered model that can find the subject's rows, with the columns the package shows.
+    `subject` is an account, or a `NoAccount` for a request without one."""
     tables = []
     for declaration in registry.personal():
-        condition = declaration.subject_q(subject)
+        condition = _no_account_q(declaration, subject) if isinstance(subject, NoAccount) else declaration.subject_q(subject)
         if condition is None:
             continue
         columns, withheld, files = _columns(declaration, subject)
@@ -490,6 +546,8 @@ def _not_personal_meaning(table: Table, name: str) -> str:
 
 
 def _disclosures(subject) -> list[dict]:
+    if subject.subject_ref is None:  # disclosures name a subject by subject_ref: none without an account
+        return []
     try:
         from .disclosures import disclosures_for
     except ImportError:  # the disclosure log's module lands separately; the model is enough to read it
@@ -638,6 +696,7 @@ def _build_members(archive: zipfile.ZipFile, *, subject, rights_request=None) ->
             "reference": reference,
             "generated_at": generated_at,
             "subject": subject,
+            "no_account": isinstance(subject, NoAccount),
             "tables": tables,
             "schema": schema,
             "processing": processing,
@@ -686,8 +745,14 @@ def _require_verified(rights_request: RightsRequest) -> None:
 
 
 def _portal_url(rights_request: RightsRequest) -> str:
+    """Where the requester downloads: their request's page when signed in, else its signed status page."""
     try:
-        path = reverse("requests:detail", kwargs={"reference": rights_request.reference})
+        if rights_request.subject_id is None:
+            from .verification import status_token
+
+            path = reverse("requests:status", kwargs={"token": status_token(rights_request)})
+        else:
+            path = reverse("requests:detail", kwargs={"reference": rights_request.reference})
     except NoReverseMatch:  # the portal's pages are not installed: the path they will have
         path = f"/my/requests/{rights_request.reference}"
     return getattr(settings, "SITE_URL", "").rstrip("/") + path
@@ -705,7 +770,8 @@ def export_package_work(*, request_id: int) -> ExportPackage | None:
         _require_verified(rights_request)
         subject = rights_request.subject
         if subject is None:
-            raise ExportError(f"Request {rights_request.reference} has no account to export; answer it by hand.")
+            # Verified by a link to this address (or by staff): what we hold under it, and the request itself.
+            subject = NoAccount(email=rights_request.contact_email, rights_request=rights_request)
         if rights_request.right not in EXPORT_RIGHTS:
             raise ExportError(f"Request {rights_request.reference} is not an access or portability request.")
         now = timezone.now()
@@ -790,6 +856,8 @@ def _package_ready(rights_request: RightsRequest, package: ExportPackage, result
             expires_at=package.expires_at,
             url=_portal_url(rights_request),
             max_downloads=MAX_DOWNLOADS,
+            for_account=rights_request.subject_id is not None,
+            link_minutes=settings.EXPORT_LINK_MINUTES,
         )
         jobs.job_finish(rights_request, result={**summary, "counts": result.counts})
         try:
@@ -816,8 +884,15 @@ def _token_digest(token: str) -> str:
 
 
 def _refusal(package: ExportPackage, subject, now) -> str | None:
-    if subject is None or package.request.subject_id is None or package.request.subject_id != subject.pk:
+    """Why this package cannot be downloaded by `subject` (an account; None: the requester without an
+    account, through a link e-mailed to the request's address), or None."""
+    owner = package.request.subject_id
+    if owner != getattr(subject, "pk", None) or (subject is not None and owner is None):
         return "This package is not yours."
+    try:
+        _require_verified(package.request)
+    except ExportError as error:  # packages exist only for verified requests; checked again as data leaves
+        return str(error)
     if package.status != ExportPackage.Status.READY or package.expires_at <= now:
         return "This package has expired or is not ready; you can make a new request."
     if package.downloads >= MAX_DOWNLOADS:
@@ -825,42 +900,91 @@ def _refusal(package: ExportPackage, subject, now) -> str | None:
     return None
 
 
+def _link_create(package: ExportPackage, subject, now, *, by_email: bool) -> tuple[DownloadLink, str]:
+    """Under the package's lock: refuse or create a link, retiring the package's unused ones."""
+    refusal = _refusal(package, subject, now)
+    if refusal:
+        raise DownloadError(refusal)
+    package.links.filter(used_at__isnull=True, expires_at__gt=now).update(expires_at=now)
+    token = secrets.token_urlsafe(32)
+    link = DownloadLink.objects.create(
+        package=package,
+        token_sha256=_token_digest(token),
+        created_at=now,
+        expires_at=now + datetime.timedelta(minutes=settings.EXPORT_LINK_MINUTES),
+    )
+    audit_record(
+        actor=None,
+        action="rights_request.download_link_issued",
+        target=package,
+        subject=package.request.subject_ref,
+        details={"reference": package.request.reference, "package": package.pk, "by_email": by_email},
+    )
+    return link, token
+
+
 def download_link_issue(*, package: ExportPackage, subject) -> str:
     """A new single-use link to the package for its subject (after re-authentication, which the view checks).
-    Earlier unused links of the package stop working: one live link at a time."""
+    Earlier unused links of the package stop working: one live link at a time. A request without an account
+    gets its links by e-mail only (`download_link_send`)."""
+    if subject is None:
+        raise DownloadError("This package is sent by e-mail link only: ask for one on the request's status page.")
     now = timezone.now()
     with transaction.atomic():
         package = ExportPackage.objects.select_for_update().select_related("request").get(pk=package.pk)
-        refusal = _refusal(package, subject, now)
-        if refusal:
-            raise DownloadError(refusal)
-        package.links.filter(used_at__isnull=True, expires_at__gt=now).update(expires_at=now)
-        token = secrets.token_urlsafe(32)
-        DownloadLink.objects.create(
-            package=package,
-            token_sha256=_token_digest(token),
-            created_at=now,
-            expires_at=now + datetime.timedelta(minutes=settings.EXPORT_LINK_MINUTES),
-        )
-        audit_record(
-            actor=None,
-            action="rights_request.download_link_issued",
-            target=package,
-            subject=package.request.subject_ref,
-            details={"reference": package.request.reference, "package": package.pk},
-        )
+        _, token = _link_create(package, subject, now, by_email=False)
     return token
+
+
+def download_link_send(*, package: ExportPackage) -> DownloadLink:
+    """For a request without an account: a new single-use link, valid EXPORT_LINK_MINUTES, e-mailed to the
+    request's contact address (the address its rows were found by) and nowhere else. The token is in the
+    e-mail only: whoever downloads has shown, minutes before, that they read that mailbox, as an account
+    holder does by re-authenticating. Refused like `download_link_issue` (also for a package with an
+    account, whose holder signs in); earlier unused links stop working."""
+    now = timezone.now()
+    with transaction.atomic():
+        package = ExportPackage.objects.select_for_update().select_related("request").get(pk=package.pk)
+        link, token = _link_create(package, None, now, by_email=True)
+        rights_request = package.request
+        emails.request_email_send(
+            rights_request=rights_request,
+            template="download_link",
+            details={"package": package.pk},
+            url=getattr(settings, "SITE_URL", "").rstrip("/") + reverse("requests:public_download", kwargs={"token": token}),
+            link_expires_at=link.expires_at,
+            link_minutes=settings.EXPORT_LINK_MINUTES,
+            downloads_left=MAX_DOWNLOADS - package.downloads,
+        )
+    return link
+
+
+LINK_SPENT = "This download link is used up or has expired; ask for a new one on your request's page."
+
+
+def download_link_package(*, token: str) -> ExportPackage:
+    """The package behind a link that would still work for a requester without an account, without using it
+    (the page that asks to confirm: mail scanners open links). Raises DownloadError otherwise."""
+    link = DownloadLink.objects.select_related("package__request").filter(token_sha256=_token_digest(token or "")).first()
+    if link is None or link.used_at is not None or link.expires_at <= timezone.now():
+        raise DownloadError(LINK_SPENT)
+    refusal = _refusal(link.package, None, timezone.now())
+    if refusal:
+        raise DownloadError(refusal)
+    return link.package
 
 
 def download_open(*, token: str, subject) -> tuple[ExportPackage, Iterator[bytes]]:
     """Use a link: in one transaction, before the first byte, the link is used up, the package's download
     count goes up (the database refuses a sixth), an audit event "personal data downloaded" and the
-    "your data was downloaded" e-mail are recorded. Returns the package and its decrypted bytes."""
+    "your data was downloaded" e-mail are recorded. Returns the package and its decrypted bytes.
+    `subject` None: a request without an account, whose links only go out by e-mail (`download_link_send`);
+    it never opens an account's package, nor an account a package without one."""
     now = timezone.now()
     with transaction.atomic():
         link = DownloadLink.objects.select_for_update().filter(token_sha256=_token_digest(token or "")).first()
         if link is None or link.used_at is not None or link.expires_at <= now:
-            raise DownloadError("This download link is used up or has expired; ask for a new one on your request's page.")
+            raise DownloadError(LINK_SPENT)
         package = ExportPackage.objects.select_for_update().select_related("request").get(pk=link.package_id)
         refusal = _refusal(package, subject, now)
         if refusal:
@@ -887,6 +1011,7 @@ def download_open(*, token: str, subject) -> tuple[ExportPackage, Iterator[bytes
             downloaded_at=now,
             downloads=package.downloads,
             downloads_left=MAX_DOWNLOADS - package.downloads,
+            for_account=rights_request.subject_id is not None,
         )
     return package, _stream(source)
 
@@ -933,7 +1058,10 @@ def export_packages_expire(*, now: datetime.datetime | None = None) -> int:
 __all__ = [
     "DownloadError",
     "ExportError",
+    "NoAccount",
     "download_link_issue",
+    "download_link_package",
+    "download_link_send",
     "download_open",
     "export_package_work",
     "export_packages_expire",
