@@ -18,4 +18,6 @@ urlpatterns = [
     path("requests/child-report", views.child_report, name="child_report"),
     path("requests/verify/<str:token>", views.verify, name="verify"),
     path("requests/status/<str:token>", views.status, name="status"),
+    path("requests/status/<str:token>/download", views.status_download, name="status_download"),
+    path("requests/download/<str:token>", views.public_download, name="public_download"),
 ]

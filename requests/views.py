@@ -12,6 +12,13 @@ Plain pages in the style of the consents app's until the portal issue restyles t
 - Without an account: a request form (`requests:public_new`) and a report of a child's account
   (`requests:child_report`), both rate-limited per client address; the verification link
   (`requests:verify`) and the signed status page (`requests:status`) the e-mails point at.
+- Downloads without an account: there is no session to re-authenticate. The status page's button
+  (`requests:status_download`, rate-limited per request) e-mails a single-use link valid
+  EXPORT_LINK_MINUTES to the request's address (`exports.download_link_send`); the link
+  (`requests:public_download`) asks to confirm (a GET uses nothing: mail scanners open links) and its POST
+  streams the package. The status link alone never downloads: it does not expire, travels in every
+  e-mail and may be forwarded or left in a browser's history, so each download needs fresh proof that the
+  person reads the mailbox the request was verified by, as re-authentication is for an account.
   The public forms answer the same whether or not an account has the address given, so they cannot be
   used to find out who has an account.
 
@@ -91,6 +98,8 @@ RIGHT_INFO = {
 SUBJECT_EVENT_KINDS = (RequestEvent.Kind.MOVE, RequestEvent.Kind.EMAIL, RequestEvent.Kind.VERIFY, RequestEvent.Kind.EXTEND)
 PACKAGE_RIGHTS = frozenset({Right.ACCESS, Right.PORTABILITY})
 MAX_DOWNLOADS = 5  # the database's own limit (ExportPackage constraint export_package_at_most_5_downloads)
+# E-mailed download links per request and hour: a leaked status link must not flood the requester's mailbox.
+DOWNLOAD_LINKS_PER_HOUR = 5
 
 
 # --- Helpers ------------------------------------------------------------------------------------------------
@@ -175,7 +184,8 @@ def _package_state(rights_request: RightsRequest) -> dict | None:
     return {
         "available": True,
         "package": package,
-        "downloadable": lives and rights_request.subject_id is not None,
+        # Nothing leaves before verification (PM-IX-9); `download_link_*` check it again.
+        "downloadable": lives and rights_request.verified_at is not None,
         "downloads_left": MAX_DOWNLOADS - package.downloads if package else 0,
         "expired": package is not None and (package.status == ExportPackage.Status.EXPIRED or package.expires_at <= now),
     }
@@ -350,6 +360,10 @@ def download(request, token: str):
         package, chunks = exports.download_open(token=token, subject=request.user)
     except exports.DownloadError as error:
         return _page(request, "requests/portal/link_failed.html", {"error": str(error)}, status=410)
+    return _package_response(package, chunks)
+
+
+def _package_response(package: ExportPackage, chunks):
     response = StreamingHttpResponse(chunks, content_type="application/zip")
     filename = f"{package.request.reference}-data.zip"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
@@ -392,8 +406,75 @@ def status(request, token: str):
         rights_request = verification.request_for_status_token(token)
     except verification.VerificationError as error:
         return _page(request, "requests/portal/link_failed.html", {"error": str(error)}, status=404)
-    context = {"rr": rights_request, "timeline": _timeline(rights_request)}
+    context = {
+        "rr": rights_request,
+        "timeline": _timeline(rights_request),
+        "token": token,
+        "package": _package_state(rights_request),
+        "max_downloads": MAX_DOWNLOADS,
+        "link_minutes": settings.EXPORT_LINK_MINUTES,
+    }
     return _page(request, "requests/portal/status.html", context, jurisdiction=rights_request.jurisdiction)
+
+
+@never_cache
+@require_POST
+def status_download(request, token: str):
+    """A requester without an account asks for a download: the link goes by e-mail to the request's address,
+    never to this page (module docstring). A request with an account downloads from its page after re-auth."""
+    verification = _optional("requests.verification")
+    exports = _optional("requests.exports")
+    if verification is None or exports is None or _optional("privacyops.ratelimit") is None:
+        return _unavailable(request, "Downloads without an account")
+    try:
+        rights_request = verification.request_for_status_token(token)
+    except verification.VerificationError as error:
+        return _page(request, "requests/portal/link_failed.html", {"error": str(error)}, status=404)
+    if rights_request.subject_id is not None:
+        messages.info(request, "This request belongs to an account: sign in and download the package from My requests.")
+        return redirect("requests:status", token=token)
+    state = _package_state(rights_request)
+    if state is None or not state["available"] or state["package"] is None:
+        messages.error(request, "This request has no package to download (yet).")
+        return redirect("requests:status", token=token)
+    allowed = _optional("privacyops.ratelimit").rate_limit_hit(
+        key=f"requests:download-link:{rights_request.pk}", limit=DOWNLOAD_LINKS_PER_HOUR, window_seconds=INTAKE_WINDOW_SECONDS
+    )
+    if not allowed:
+        return _page(request, "requests/portal/rate_limited.html", {}, status=429)
+    try:
+        exports.download_link_send(package=state["package"])
+    except exports.DownloadError as error:  # not verified, expired, downloads used up
+        messages.error(request, str(error))
+    else:
+        messages.success(
+            request,
+            "We sent a download link to the e-mail address of this request. It works once, for "
+            f"{settings.EXPORT_LINK_MINUTES} minutes, and replaces any link we sent before.",
+        )
+    return redirect("requests:status", token=token)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def public_download(request, token: str):
+    """The e-mailed download link of a request without an account. A GET only asks to confirm (mail scanners
+    open links, and the link works once); the POST uses it up and streams the package."""
+    exports = _optional("requests.exports")
+    if exports is None:
+        return _unavailable(request, "Downloads")
+    if request.method == "GET":
+        try:
+            package = exports.download_link_package(token=token)
+        except exports.DownloadError as error:
+            return _page(request, "requests/portal/link_failed.html", {"error": str(error)}, status=410)
+        context = {"token": token, "rr": package.request, "downloads_left": MAX_DOWNLOADS - package.downloads}
+        return _page(request, "requests/portal/public_download.html", context, jurisdiction=package.request.jurisdiction)
+    try:
+        package, chunks = exports.download_open(token=token, subject=None)
+    except exports.DownloadError as error:
+        return _page(request, "requests/portal/link_failed.html", {"error": str(error)}, status=410)
+    return _package_response(package, chunks)
 
 
 # --- Public intake -----------------------------------------------------------------------------------------
