@@ -22,7 +22,7 @@ address; support e-mails), and the request's own record (the request, its timeli
 Everything found by the account or by its subject_ref (consents, the audit trail, disclosures) has no row
 for them. The package keeps the same tables as an account's, empty where there is nothing, and index.html
 says why. Nothing is built before the request is verified (`require_verified`), and the package leaves
-only through a link e-mailed to that same address when its holder asks for it (see "Downloads").
+only through a link e-mailed to that same address when its holder asks for it (`download_link_send`).
 
 Other people's data stays out (GDPR Art. 15(4)):
 - a foreign key to an account other than the subject path names a person: it is written as "you" when it is
