@@ -374,6 +374,9 @@ def test_pm_ix_5_no_lawful_basis_in_the_jurisdiction_fails_closed():
 def test_pm_ix_5_register_without_default_jurisdiction_fails_closed_but_keeps_necessary():
     user = subject_in("unknown")
     PurposeBasis.objects.filter(jurisdiction__code=Jurisdiction.DEFAULT).delete()
+    from requests.models import DeadlineRule  # installed beside consents: its seeded clock rules point at DEFAULT
+
+    DeadlineRule.objects.filter(jurisdiction__code=Jurisdiction.DEFAULT).delete()
     Jurisdiction.objects.filter(code=Jurisdiction.DEFAULT).delete()
     assert not is_processing_allowed(user, "provide-service")
     assert is_processing_allowed(user, "cookies-necessary")
