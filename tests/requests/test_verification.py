@@ -4,7 +4,9 @@ data from leaving before verification."""
 
 import hashlib
 import re
+import time
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.conf import settings
@@ -253,21 +255,22 @@ def test_a_tampered_status_token_is_refused(waiting):
     token = status_token(waiting)
     other = RightsRequestFactory(jurisdiction=waiting.jurisdiction, subject=None)
     _, _, signature = token.partition(":")
-    forged = signing.dumps({"r": other.pk, "ref": other.reference}, salt=STATUS_SALT).partition(":")[0] + ":" + signature
+    other_payload = signing.Signer(salt=STATUS_SALT).sign_object({"r": other.pk, "ref": other.reference}).partition(":")[0]
+    forged = other_payload + ":" + signature
     for bad in (token[:-1] + ("A" if token[-1] != "A" else "B"), forged, token + "x"):
         with pytest.raises(VerificationError, match="not valid"):
             request_for_status_token(bad)
 
 
 def test_a_token_signed_for_another_purpose_is_not_a_status_token(waiting):
-    token = signing.dumps({"r": waiting.pk, "ref": waiting.reference})  # default salt
+    token = signing.Signer().sign_object({"r": waiting.pk, "ref": waiting.reference})  # default salt
     with pytest.raises(VerificationError):
         request_for_status_token(token)
 
 
 def test_a_status_token_never_names_another_request_with_the_same_pk(waiting):
     """A deleted request's pk may come back (SQLite reuses the highest): the reference must match too."""
-    token = signing.dumps({"r": waiting.pk, "ref": "DSR-2020-000001"}, salt=STATUS_SALT)
+    token = signing.Signer(salt=STATUS_SALT).sign_object({"r": waiting.pk, "ref": "DSR-2020-000001"})
     with pytest.raises(VerificationError, match="no longer exists"):
         request_for_status_token(token)
 
@@ -391,3 +394,14 @@ def test_links_in_emails_use_site_url_when_set(waiting, committed, mailoutbox, s
     with committed():
         link = verification_link_send(rights_request=waiting)
     assert f"https://privacy.example.com/requests/verify/{link.token}" in mailoutbox[0].body
+
+
+def test_a_timestamped_token_with_our_salt_is_not_a_status_token(waiting):
+    with pytest.raises(VerificationError, match="not valid"):
+        request_for_status_token(signing.dumps({"r": waiting.pk, "ref": waiting.reference}, salt=STATUS_SALT))
+
+
+def test_a_request_has_one_status_link_whenever_it_is_made(waiting):
+    first = status_token(waiting)
+    with mock.patch("time.time", return_value=time.time() + 3600):
+        assert status_token(waiting) == first
