@@ -62,22 +62,25 @@ def purpose_bases_for(*, purpose: Purpose, jurisdiction: Jurisdiction | None) ->
     return list(rows.filter(jurisdiction__isnull=True))
 
 
-def subject_record_counts(user) -> dict[str, dict[str, int]]:
-    """How many records the system holds about `user`, per data category and per data store (PM-I, PM-IX).
-
-    Reads the personal-data registry, so it names no model: for every declaration that can find a
-    subject's rows (a subject path, the account itself, or an identifier such as the email for rows with
-    no account) it counts the rows, one COUNT query per model, and adds them to the row's category and
-    store. Categories and stores that could hold the subject's rows but hold none are listed with 0.
-    """
+def subject_model_counts(user) -> list[tuple]:
+    """(declaration, rows) for every registered model that can find `user`'s rows (a subject path, the
+    account itself, or an identifier such as the email for rows with no account): one COUNT query per
+    model, 0 included, so a reader sees where we looked. Reads the personal-data registry: names no model."""
     from privacyops.privacy import registry
 
-    counts: dict[str, dict[str, int]] = {"categories": {}, "stores": {}}
+    counts = []
     for declaration in registry.personal():
         condition = declaration.subject_q(user)
-        if condition is None:
-            continue
-        n = declaration.model._default_manager.filter(condition).count()
+        if condition is not None:
+            counts.append((declaration, declaration.model._default_manager.filter(condition).count()))
+    return counts
+
+
+def subject_record_counts(user) -> dict[str, dict[str, int]]:
+    """How many records the system holds about `user`, per data category and per data store (PM-I, PM-IX);
+    categories and stores that could hold the subject's rows but hold none are listed with 0."""
+    counts: dict[str, dict[str, int]] = {"categories": {}, "stores": {}}
+    for declaration, n in subject_model_counts(user):
         counts["categories"][declaration.category] = counts["categories"].get(declaration.category, 0) + n
         counts["stores"][declaration.store_code] = counts["stores"].get(declaration.store_code, 0) + n
     return counts

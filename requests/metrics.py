@@ -78,16 +78,12 @@ def subject_data_summary(*, subject) -> DataSummary:
     with 0, so the DPO sees where we looked. Reads only: see `subject_data_summary_open` for the audited
     opening."""
     from inventory.models import DataCategory, DataStore
-    from privacyops.privacy import registry
+    from inventory.selectors import subject_model_counts
 
     summary = DataSummary()
     if subject is None:
         return summary
-    for declaration in registry.personal():
-        condition = declaration.subject_q(subject)
-        if condition is None:
-            continue
-        rows = declaration.model._default_manager.filter(condition).count()
+    for declaration, rows in subject_model_counts(subject):
         summary.models.append(
             ModelCount(
                 label=declaration.label,
