@@ -52,6 +52,11 @@ def controller_contact() -> dict:
     }
 
 
+def site_url(path: str) -> str:
+    """A whole URL for a link in an e-mail: e-mails are sent outside any HTTP request (settings.SITE_URL)."""
+    return settings.SITE_URL.rstrip("/") + path
+
+
 def request_email_render(*, rights_request: RightsRequest, template: str, **context) -> tuple[str, str]:
     """(subject, body) of one e-mail about `rights_request`."""
     if template not in TEMPLATES:

@@ -76,7 +76,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models, transaction
 from django.db.models import Case, F, Value, When
 from django.template.loader import render_to_string
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils import timezone
 
 from privacyops.audit import audit_record
@@ -746,16 +746,11 @@ def _require_verified(rights_request: RightsRequest) -> None:
 
 def _portal_url(rights_request: RightsRequest) -> str:
     """Where the requester downloads: their request's page when signed in, else its signed status page."""
-    try:
-        if rights_request.subject_id is None:
-            from .verification import status_token
+    if rights_request.subject_id is None:
+        from .verification import status_token
 
-            path = reverse("requests:status", kwargs={"token": status_token(rights_request)})
-        else:
-            path = reverse("requests:detail", kwargs={"reference": rights_request.reference})
-    except NoReverseMatch:  # the portal's pages are not installed: the path they will have
-        path = f"/my/requests/{rights_request.reference}"
-    return getattr(settings, "SITE_URL", "").rstrip("/") + path
+        return emails.site_url(reverse("requests:status", kwargs={"token": status_token(rights_request)}))
+    return emails.site_url(reverse("requests:detail", kwargs={"reference": rights_request.reference}))
 
 
 def export_package_work(*, request_id: int) -> ExportPackage | None:
@@ -951,7 +946,7 @@ def download_link_send(*, package: ExportPackage) -> DownloadLink:
             rights_request=rights_request,
             template="download_link",
             details={"package": package.pk},
-            url=getattr(settings, "SITE_URL", "").rstrip("/") + reverse("requests:public_download", kwargs={"token": token}),
+            url=emails.site_url(reverse("requests:public_download", kwargs={"token": token})),
             link_expires_at=link.expires_at,
             link_minutes=settings.EXPORT_LINK_MINUTES,
             downloads_left=MAX_DOWNLOADS - package.downloads,

@@ -41,7 +41,7 @@ from django.utils import timezone
 from privacyops.audit import audit_record
 
 from . import services
-from .emails import request_email_send
+from .emails import request_email_send, site_url
 from .models import Requester, Right, RightsRequest, Status, VerificationLink
 
 logger = logging.getLogger(__name__)
@@ -58,16 +58,6 @@ class VerificationError(Exception):
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _absolute(path: str) -> str:
-    # E-mails need whole URLs and are sent outside any HTTP request. SITE_URL when the deployment
-    # sets it (https://privacy.example.com); else the first host the site answers to.
-    base = getattr(settings, "SITE_URL", "")
-    if not base:
-        host = next((h.lstrip(".") for h in settings.ALLOWED_HOSTS if h != "*"), "localhost")
-        base = f"{'http' if settings.DEBUG else 'https'}://{host}"
-    return base.rstrip("/") + path
 
 
 def _lock(rights_request_id: int) -> RightsRequest:
@@ -127,8 +117,8 @@ def verification_link_send(*, rights_request: RightsRequest, actor=None) -> Veri
             to=to,
             actor=actor,
             details=details,
-            verify_url=_absolute(reverse("requests:verify", kwargs={"token": token})),
-            status_url=_absolute(reverse("requests:status", kwargs={"token": status_token(locked)})),
+            verify_url=site_url(reverse("requests:verify", kwargs={"token": token})),
+            status_url=site_url(reverse("requests:status", kwargs={"token": status_token(locked)})),
             expires_at=link.expires_at,
             replaced=replaced,
             for_account=locked.subject is not None,
@@ -249,7 +239,7 @@ def requests_close_unverified(*, now=None) -> int:
                     to=locked.contact_email,
                     actor=None,
                     close_days=days,
-                    new_request_url=_absolute(reverse("requests:public_new")),
+                    new_request_url=site_url(reverse("requests:public_new")),
                 )
             closed += 1
         except services.RequestActionError:
