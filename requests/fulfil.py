@@ -43,7 +43,7 @@ RECORD_CONSENT = "consents.add_consentevent"
 
 
 def _lock_for(rights_request: RightsRequest, right: str) -> RightsRequest:
-    locked = RightsRequest.objects.select_for_update(of=("self",)).select_related("subject").get(pk=rights_request.pk)
+    locked = RightsRequest.objects.locked(rights_request.pk)
     if locked.right != right:
         raise RequestActionError(
             f"Request {locked.reference} is for {locked.get_right_display().lower()}, not {Right(right).label.lower()}.",

@@ -169,6 +169,14 @@ class DeadlineRule(models.Model):
             raise ValidationError({"extension_value": "Give the length of an extension."})
 
 
+class RightsRequestQuerySet(models.QuerySet):
+    def locked(self, pk: int) -> RightsRequest:
+        """The request re-read under its row lock, inside the caller's transaction: every action on a request
+        takes it, so two actions on one request serialise. Only the request's row (of=self): the account is a
+        nullable join PostgreSQL cannot lock, and locking the jurisdiction would serialise unrelated requests."""
+        return self.select_for_update(of=("self",)).select_related("subject", "jurisdiction").get(pk=pk)
+
+
 class RightsRequest(models.Model):
     """One request by a data subject or their agent to exercise a right (PM-IX-1 ... PM-IX-9).
 
@@ -242,6 +250,8 @@ class RightsRequest(models.Model):
     job_error = models.TextField(blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = RightsRequestQuerySet.as_manager()
 
     class Meta:
         ordering = ["due_at"]

@@ -55,7 +55,7 @@ def recipient_notices_create(*, rights_request: RightsRequest, category_codes) -
     )
     touched: list[RecipientNotice] = []
     with transaction.atomic():
-        locked = RightsRequest.objects.select_for_update().get(pk=rights_request.pk)
+        locked = RightsRequest.objects.locked(rights_request.pk)
         existing = {notice.recipient_id: notice for notice in RecipientNotice.objects.filter(request=locked)}
         for recipient in recipients:
             received = sorted(c.code for c in recipient.data_categories.all() if c.code in codes)

@@ -196,7 +196,7 @@ def rectification_propose(*, rights_request: RightsRequest, changes: list[dict],
     if not changes:
         raise ValidationError("Propose at least one correction.")
     with transaction.atomic():
-        locked = RightsRequest.objects.select_for_update(of=("self",)).select_related("subject").get(pk=rights_request.pk)
+        locked = RightsRequest.objects.locked(rights_request.pk)
         _require_rectification(locked)
         subject = locked.subject
         pending = set(
@@ -325,11 +325,7 @@ def rectification_decide_many(*, items, actor, apply: bool, note: str = "") -> l
         raise PermissionDenied(f"Deciding a correction needs the permission {PERMISSION}.")
 
     with transaction.atomic():
-        locked = (
-            RightsRequest.objects.select_for_update(of=("self",))
-            .select_related("subject", "jurisdiction")
-            .get(pk=items[0].request_id)
-        )
+        locked = RightsRequest.objects.locked(items[0].request_id)
         _require_rectification(locked)
         allowed = APPLY_STATUSES if apply else REJECT_STATUSES
         if locked.status not in allowed or locked.verified_at is None:
@@ -456,7 +452,7 @@ def rectification_complete(*, rights_request: RightsRequest, actor) -> RightsReq
     reasons (`rights_request_reject`, which also names the supervisory authority, PM-IX-7).
     """
     with transaction.atomic():
-        locked = RightsRequest.objects.select_for_update().get(pk=rights_request.pk)  # no proposal slips in meanwhile
+        locked = RightsRequest.objects.locked(rights_request.pk)  # no proposal slips in meanwhile
         _require_rectification(locked)
         items = RectificationItem.objects.filter(request=locked)
         if not items.exists():

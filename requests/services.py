@@ -82,9 +82,7 @@ def _allowed_text(status: str) -> str:
 
 
 def _lock(rights_request: RightsRequest) -> RightsRequest:
-    # of=("self",): lock the request only; a join's rows (the jurisdiction) would serialise every action on
-    # the requests of one jurisdiction.
-    return RightsRequest.objects.select_for_update(of=("self",)).select_related("jurisdiction").get(pk=rights_request.pk)
+    return RightsRequest.objects.locked(rights_request.pk)
 
 
 def _sync(target: RightsRequest, source: RightsRequest) -> RightsRequest:

@@ -61,10 +61,7 @@ def _digest(token: str) -> str:
 
 
 def _lock(rights_request_id: int) -> RightsRequest:
-    # of=self: the subject is a nullable (outer) join PostgreSQL cannot lock, and the account and jurisdiction
-    # rows need no lock of ours.
-    requests = RightsRequest.objects.select_for_update(of=("self",)).select_related("subject", "jurisdiction")
-    return requests.get(pk=rights_request_id)
+    return RightsRequest.objects.locked(rights_request_id)
 
 
 # --- E-mail -----------------------------------------------------------------------------------------------
