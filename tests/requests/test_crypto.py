@@ -37,7 +37,7 @@ def test_round_trip_at_chunk_boundaries(tmp_path, small_chunks, size):
     assert _decrypt(blob) == data
 
 
-def test_a_zip_is_not_readable_without_the_key(tmp_path, settings):
+def test_pm_ix_1_a_zip_is_not_readable_without_the_key(tmp_path, settings):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
         zf.writestr("data/chat/message.csv", "id,content\n1,hello\n")

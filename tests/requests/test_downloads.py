@@ -65,14 +65,14 @@ def test_a_link_serves_the_decrypted_package_once(package, subject, mailoutbox, 
     assert package.downloads == 1
 
 
-def test_a_link_is_used_up_when_the_download_starts(package, subject):
+def test_pm_ix_1_a_link_is_used_up_when_the_download_starts(package, subject):
     token = exports.download_link_issue(package=package, subject=subject)
     exports.download_open(token=token, subject=subject)  # not read at all
     with pytest.raises(exports.DownloadError):
         exports.download_open(token=token, subject=subject)
 
 
-def test_another_subjects_link_never_serves_this_package(package, subject):
+def test_pm_ix_1_another_subjects_link_never_serves_this_package(package, subject):
     other = UserFactory()
     other_package = _ready_package(other)
     with pytest.raises(exports.DownloadError):

@@ -154,7 +154,7 @@ def _personal_value(decl, row, name):
     return value not in ("", None, {}, [])
 
 
-def test_erasure_leaves_no_personal_row_of_the_subject_and_touches_nobody_else(subject, bystander, dpo, erasure_log):
+def test_pm_ix_2_erasure_leaves_no_personal_row_of_the_subject_and_touches_nobody_else(subject, bystander, dpo, erasure_log):
     pk, ref, email = subject.pk, subject.subject_ref, subject.email
     others = {model: _snapshot(model.objects.filter(**_owner(model, bystander))) for model in CHAT}
     rights_request = _approved_request(subject, dpo)
@@ -215,7 +215,7 @@ def test_the_subject_is_told_before_the_address_is_cleared_and_recipients_get_ta
     assert "user-content" in notice.categories
 
 
-def test_nothing_is_erased_before_verification(subject, dpo):
+def test_pm_ix_9_nothing_is_erased_before_verification(subject, dpo):
     rights_request = _approved_request(subject, dpo)
     RightsRequest.objects.filter(pk=rights_request.pk).update(verified_at=None)
     before = {model: model.objects.count() for model in CHAT}
@@ -228,7 +228,7 @@ def test_nothing_is_erased_before_verification(subject, dpo):
     assert done.status == Status.FULFILLING
 
 
-def test_a_hold_keeps_its_rows_and_the_outcome_gives_its_reason(subject, dpo, register):
+def test_pm_ix_2_a_hold_keeps_its_rows_and_the_outcome_gives_its_reason(subject, dpo, register):
     hold = LegalHold.objects.create(
         subject=subject, category=register["categories"]["user-content"], reason="Litigation about chat logs", reference="CLAIM-7"
     )
@@ -288,7 +288,7 @@ def _restore(rows):
         instance.save()  # an UPDATE where an anonymised row survived, an INSERT where it was deleted
 
 
-def test_replay_after_a_restore_erases_again_and_is_idempotent(subject, dpo, bystander):
+def test_pm_ix_2_replay_after_a_restore_erases_again_and_is_idempotent(subject, dpo, bystander):
     backup = [User.objects.get(pk=subject.pk)]
     backup += list(SocialIdentity.objects.filter(user=subject))
     backup += list(Conversation.objects.filter(user=subject))
@@ -322,7 +322,7 @@ def test_replay_finds_a_restored_account_by_its_email_hash_when_the_ref_differs(
     assert not User.objects.filter(pk=subject.pk).exists()
 
 
-def test_child_report_erases_the_reported_account_and_tells_the_reporter_nothing_of_its_contents(
+def test_pm_viii_2_child_report_erases_the_reported_account_and_tells_the_reporter_nothing_of_its_contents(
     register, singapore, dpo, django_capture_on_commit_callbacks
 ):
     child = UserFactory(country="SG")

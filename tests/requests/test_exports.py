@@ -91,7 +91,7 @@ def _json(archive, name):
     return json.loads(archive.read(name))
 
 
-def test_every_registered_model_with_the_subjects_rows_is_in_the_package_with_the_database_counts(subject, other, access_request):
+def test_pm_ix_1_every_registered_model_with_the_subjects_rows_is_packaged_with_database_counts(subject, other, access_request):
     archive = _package(subject, access_request)
     names = set(archive.namelist())
     manifest = _json(archive, "manifest.json")
@@ -121,13 +121,13 @@ def test_every_registered_model_with_the_subjects_rows_is_in_the_package_with_th
     assert "written before I had an account" in support  # found by the identifier, no account on the row
 
 
-def test_the_subjects_uploaded_files_are_in_the_package(subject):
+def test_pm_ix_1_the_subjects_uploaded_files_are_in_the_package(subject):
     archive = _package(subject)
     [name] = [n for n in archive.namelist() if n.startswith("files/chat/attachment/")]
     assert archive.read(name) == b"attached bytes of ada"
 
 
-def test_manifest_hashes_match_every_member(subject, access_request):
+def test_pm_ix_4_manifest_hashes_match_every_member(subject, access_request):
     archive = _package(subject, access_request)
     manifest = _json(archive, "manifest.json")
     listed = {f["name"]: f for f in manifest["files"]}
@@ -140,7 +140,7 @@ def test_manifest_hashes_match_every_member(subject, access_request):
     assert {"index.html", "schema.json", "processing.json"} <= set(listed)
 
 
-def test_other_peoples_data_is_left_out(subject, other, access_request, staff):
+def test_pm_ix_1_other_peoples_data_is_left_out(subject, other, access_request, staff):
     archive = _package(subject, access_request)
     everything = b"".join(archive.read(n) for n in archive.namelist())
     assert b"zed" not in everything  # another subject's rows
@@ -160,7 +160,7 @@ def test_other_peoples_data_is_left_out(subject, other, access_request, staff):
     assert "password" not in _json(archive, "data/accounts/user.json")[0]
 
 
-def test_schema_gives_each_field_its_category_and_meaning(subject):
+def test_pm_ix_4_schema_gives_each_field_its_category_and_meaning(subject):
     schema = _json(_package(subject), "schema.json")
     messages = next(t for t in schema["tables"] if t["model"] == "chat.Message")
     content = next(f for f in messages["fields"] if f["name"] == "content")
@@ -168,7 +168,7 @@ def test_schema_gives_each_field_its_category_and_meaning(subject):
     assert all(f["meaning"] for t in schema["tables"] for f in t["fields"])
 
 
-def test_processing_lists_what_applies_to_the_subject(subject):
+def test_pm_ix_1_processing_lists_what_applies_to_the_subject(subject):
     register = small_register()
     subject.country = "CN"
     subject.save()
@@ -276,7 +276,7 @@ def test_job_builds_an_encrypted_package_tells_the_subject_and_closes_the_reques
     assert RequestEvent.objects.filter(request=access_request, kind="job", message="Export package ready.").exists()
 
 
-def test_nothing_leaves_before_verification(access_request):
+def test_pm_ix_9_nothing_leaves_before_verification(access_request):
     access_request.verified_at = None
     access_request.save()
     exports.export_package_work(request_id=access_request.pk)
