@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime
 import functools
-import json
 import logging
 import math
 import re
@@ -27,6 +26,7 @@ import threading
 import time
 import uuid
 
+from django.conf import settings
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import RequestDataTooBig, ValidationError
@@ -36,6 +36,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from accounts.models import User
 from inventory.models import Jurisdiction
+from privacyops.jsonbody import JsonBodyError, json_body_parse
 
 from .apikeys import apikey_authenticate
 from .decisions import UnknownPurpose, UnknownSubject, is_processing_allowed, is_processing_allowed_many
@@ -222,14 +223,25 @@ def api_view(*methods: str, scope: str | None = ApiKey.Scope.READ):
 
 
 def _body(request) -> dict:
+    """The request's JSON object. Bad bodies are the client's error (400, or 413 over API_MAX_BODY_BYTES) and
+    are refused before anything is read from the database; see privacyops.jsonbody for what is refused."""
+    limit = settings.API_MAX_BODY_BYTES
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise invalid("body", "The Content-Length header is not a number.") from None
+    if declared > limit:  # refused before the body is read at all
+        raise ApiError(413, "too_large", f"The body is larger than {limit} bytes.")
     try:
         raw = request.body
     except RequestDataTooBig:
-        raise ApiError(413, "too_large", "The request body is too large.") from None
+        raise ApiError(413, "too_large", f"The body is larger than {limit} bytes.") from None
     try:
-        data = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError):
-        raise invalid("body", "The body must be a JSON object.") from None
+        data = json_body_parse(raw or b"null", max_bytes=limit)
+    except JsonBodyError as error:
+        if error.status == 413:
+            raise ApiError(413, "too_large", error.message) from None
+        raise invalid("body", error.message) from None
     if not isinstance(data, dict):
         raise invalid("body", "The body must be a JSON object.")
     return data

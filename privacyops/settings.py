@@ -306,6 +306,8 @@ POLICY_NOTICE_DAYS = env.int("POLICY_NOTICE_DAYS", default=30)
 POLICY_NOTICE_BATCH_SIZE = env.int("POLICY_NOTICE_BATCH_SIZE", default=500)
 # How long a cached answer of the consent check lives; a change invalidates it at once anyway.
 CONSENT_CACHE_SECONDS = env.int("CONSENT_CACHE_SECONDS", default=300)
+# The largest JSON body the API reads (413 beyond it; docs/consent-api.md states it to clients).
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
 # A consent recorded by a client may carry an effective time at most this far ahead of our clock.
 CONSENT_CLOCK_SKEW = datetime.timedelta(seconds=60)
 # The one cookie that remembers the banner choice (necessary, PM-III-2), and how long it lasts.
