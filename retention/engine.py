@@ -21,8 +21,10 @@ Design
 
 - The same machinery erases one subject (requests.erasure, PM-IX-2): a plan built with `Plan(None)` and
   `add_step`, whose steps walk the subject's rows instead of the expired ones, each step deleting its
-  rows or updating them with its own values (the registry's `erase_updates`). `plan_advance` is the
-  batch step both use; each caller keeps the position where it keeps its progress.
+  rows or updating them with its own values (the registry's `erase_updates`). `plan_batch` is the
+  batch step both use (inside the caller's transaction: tuned, one batch, files removed after commit);
+  each caller keeps the position where it keeps its progress, under its own lease. The public API for
+  that is `Plan`, `Plan.add_step`, `plan_batch`, `children_first`, `reverse_foreign_keys`, `COUNT_KEYS`.
 
 Invariants
 - A held row is never changed: the hold check is part of the query that picks each batch's rows, so a
@@ -44,8 +46,9 @@ Invariants
   twice finds nothing the second time. So a batch redone after a crash gives the same final state.
 - Attachment files of deleted rows are removed from storage only after the batch commits (a rolled-back
   batch removes none); a file already missing is fine.
-- The lease (owner, expiry) is taken with one conditional UPDATE; every batch re-reads the run under the
-  lease (`SELECT ... FOR UPDATE` on PostgreSQL) and renews it, so a worker that lost its lease stops
+- The lease is the core's owned lease (privacyops.leases): a token per claim, taken with one conditional
+  UPDATE; every batch renews it first (the conditional UPDATE locks the run's row till the batch
+  commits), so a worker that lost its lease, or whose run was cancelled, gets LeaseLost and stops
   without writing.
 
 Counts per model: matched = expired rows in scope; held = matched rows under a hold; kept = matched,
@@ -59,7 +62,6 @@ import operator
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from functools import reduce
 
 from django.apps import apps
@@ -70,6 +72,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from privacyops.audit import audit_record
+from privacyops.leases import Lease, LeaseColumns, LeaseLost, lease_release, lease_renew, lease_take
 from privacyops.privacy import Declaration, registry
 from privacyops.privacy.strategies import anonymise_updates
 
@@ -79,11 +82,7 @@ from .models import PurgeRun, RetentionRule
 logger = logging.getLogger("retention.engine")
 
 COUNT_KEYS = ("matched", "held", "kept", "deleted", "anonymised")
-ACTIVE = (PurgeRun.Status.QUEUED, PurgeRun.Status.RUNNING)
-
-
-class LeaseLost(Exception):
-    """Another worker took the run (our lease expired) or the run was cancelled: stop without writing."""
+LEASE_COLUMNS = LeaseColumns(owner="lease_owner", until="lease_expires_at", heartbeat="heartbeat_at")
 
 
 class PlanError(Exception):
@@ -488,31 +487,29 @@ def _now():
     return timezone.now()
 
 
-def _lease_until(now):
-    return now + timedelta(seconds=settings.RETENTION_LEASE_SECONDS)
-
-
 def empty_counts(labels) -> dict:
     return {label: dict.fromkeys(COUNT_KEYS, 0) for label in labels}
 
 
-def _take_lease(run_id: int, worker: str) -> PurgeRun | None:
-    """One conditional UPDATE: the run is ours if it is active and its lease is free, expired or already ours."""
+def _take_lease(run_id: int, worker: str | None) -> tuple[PurgeRun, Lease] | None:
+    """One conditional UPDATE: the run is ours if it is active and its lease is free or expired."""
     now = _now()
     with transaction.atomic():
-        taken = (
-            PurgeRun.objects.filter(pk=run_id, status__in=ACTIVE)
-            .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now) | Q(lease_owner=worker))
-            .update(
-                status=PurgeRun.Status.RUNNING,
-                lease_owner=worker,
-                lease_expires_at=_lease_until(now),
-                heartbeat_at=now,
-                attempts=F("attempts") + 1,
-                started_at=Coalesce(F("started_at"), Value(now)),
-            )
+        lease = lease_take(
+            PurgeRun,
+            run_id,
+            columns=LEASE_COLUMNS,
+            seconds=settings.RETENTION_LEASE_SECONDS,
+            claimable=Q(status__in=PurgeRun.ACTIVE_STATUSES),
+            still=Q(status=PurgeRun.Status.RUNNING),
+            worker=worker,
+            values={
+                "status": PurgeRun.Status.RUNNING,
+                "attempts": F("attempts") + 1,
+                "started_at": Coalesce(F("started_at"), Value(now)),
+            },
         )
-        if not taken:
+        if lease is None:
             return None
         run = PurgeRun.objects.select_related("rule", "rule__category", "rule__store").get(pk=run_id)
         if "plan" not in run.position:  # a run created without purge_run_start
@@ -528,37 +525,26 @@ def _take_lease(run_id: int, worker: str) -> PurgeRun | None:
                 target=run,
                 details={"rule": run.rule.code, "dry_run": run.dry_run, "cutoff": run.cutoff, "models": run.position["plan"]},
             )
-        return run
+        return run, lease
 
 
-def _locked_run(run_id: int, worker: str) -> PurgeRun:
-    run = (
-        PurgeRun.objects.select_for_update()
-        .filter(pk=run_id, status=PurgeRun.Status.RUNNING, lease_owner=worker)
-        .select_related("rule")
-        .first()
+def _locked_run(lease: Lease) -> PurgeRun:
+    """First in a batch's transaction: renew the lease (raises LeaseLost when it is not ours any more, or the
+    run was cancelled), which also locks the run's row till commit; then read the run."""
+    lease_renew(lease)
+    return PurgeRun.objects.select_related("rule").get(pk=lease.pk)
+
+
+def _complete(run: PurgeRun, lease: Lease, now) -> None:
+    lease_release(
+        lease,
+        require=True,
+        status=PurgeRun.Status.COMPLETED,
+        finished_at=now,
+        heartbeat_at=now,
+        position=run.position,
     )
-    if run is None:
-        raise LeaseLost(run_id)
-    return run
-
-
-def _renew(run: PurgeRun, now) -> None:
-    run.heartbeat_at = now
-    run.lease_expires_at = _lease_until(now)
-
-
-def _release(run_id: int, worker: str) -> None:
-    PurgeRun.objects.filter(pk=run_id, lease_owner=worker).update(lease_owner="", lease_expires_at=None)
-
-
-def _complete(run: PurgeRun, now) -> None:
-    run.status = PurgeRun.Status.COMPLETED
-    run.finished_at = now
-    run.heartbeat_at = now
-    run.lease_owner = ""
-    run.lease_expires_at = None
-    run.save()
+    run.status, run.finished_at, run.lease_owner, run.lease_expires_at = PurgeRun.Status.COMPLETED, now, "", None
     if not run.dry_run:
         RetentionRule.objects.filter(pk=run.rule_id).update(last_run_at=now)
     audit_record(
@@ -569,18 +555,13 @@ def _complete(run: PurgeRun, now) -> None:
     )
 
 
-def _fail(run_id: int, worker: str, exc: BaseException) -> None:
+def _fail(lease: Lease, exc: BaseException) -> None:
     now = _now()
     with transaction.atomic():
-        run = PurgeRun.objects.select_for_update().filter(pk=run_id, lease_owner=worker, status__in=ACTIVE).first()
-        if run is None:
-            return
-        run.status = PurgeRun.Status.FAILED
-        run.error = f"{type(exc).__name__}: {exc}"[:10000]
-        run.finished_at = now
-        run.lease_owner = ""
-        run.lease_expires_at = None
-        run.save()
+        error = f"{type(exc).__name__}: {exc}"[:10000]
+        if not lease_release(lease, require=False, status=PurgeRun.Status.FAILED, error=error, finished_at=now):
+            return  # no longer ours: the claim that holds the run goes on with it
+        run = PurgeRun.objects.select_related("rule").get(pk=lease.pk)
         audit_record(
             actor=None,
             action="retention.run_failed",
@@ -603,13 +584,23 @@ class Advance:
     hi: object = None
 
 
-def plan_advance(plan: Plan, position: dict, batch_size: int, *, dry_run: bool) -> Advance:
-    """One batch of the current step at `position` ({"step", "last_key"}), or the move to the next step.
+def plan_batch(plan: Plan, position: dict, batch_size: int, *, dry_run: bool, using: str) -> Advance:
+    """One batch of the current step at `position` ({"step", "last_key"}), or the move to the next step,
+    inside the caller's transaction on `using` (which it tunes, see `_tune_transaction`); the removed rows'
+    files leave storage after that transaction commits.
 
     Reads the active hold shapes first, so a hold placed since the last batch counts from this one. The
-    caller runs it inside its transaction and stores the returned position with it: purge runs on the
-    PurgeRun (`_advance`), erasures on the rights request's job (requests.erasure).
+    caller stores the returned position in the same transaction: purge runs on the PurgeRun (`_advance`),
+    erasures on the rights request's job (requests.erasure).
     """
+    _tune_transaction(using)
+    advance = _plan_advance(plan, position, batch_size, dry_run=dry_run)
+    if advance.files:
+        transaction.on_commit(lambda files=advance.files: _remove_files(files), using=using)
+    return advance
+
+
+def _plan_advance(plan: Plan, position: dict, batch_size: int, *, dry_run: bool) -> Advance:
     index = position.get("step", 0)
     if index >= len(plan.steps):
         return Advance(position, None, None, [], True)
@@ -625,30 +616,25 @@ def plan_advance(plan: Plan, position: dict, batch_size: int, *, dry_run: bool) 
     return Advance({**position, "step": index, "model": step.label, "last_key": hi}, step, counts, files, False, lo, hi)
 
 
-def _advance(plan: Plan, run_id: int, worker: str, *, dry_run: bool) -> tuple[bool, list, bool]:
-    """One transaction: one batch of the current step, or moving to the next step, or completing.
-
-    Returns (did a batch, files to remove after commit, run finished).
-    """
-    run = _locked_run(run_id, worker)
+def _advance(plan: Plan, lease: Lease, *, dry_run: bool, using: str) -> tuple[bool, bool]:
+    """One transaction (the caller's): one batch of the current step, or moving to the next step, or
+    completing. Returns (did a batch, run finished)."""
+    run = _locked_run(lease)
     now = _now()
-    advance = plan_advance(plan, run.position, run.batch_size, dry_run=dry_run)
+    advance = plan_batch(plan, run.position, run.batch_size, dry_run=dry_run, using=using)
+    run.position = advance.position
     if advance.counts is None:
-        run.position = advance.position
-        _renew(run, now)
         if advance.finished:
-            _complete(run, now)
-            return False, [], True
-        run.save(update_fields=["position", "heartbeat_at", "lease_expires_at"])
-        return False, [], False
+            _complete(run, lease, now)
+            return False, True
+        run.save(update_fields=["position"])
+        return False, False
     step, counts = advance.step, advance.counts
     totals = run.counts.setdefault(step.label, dict.fromkeys(COUNT_KEYS, 0))
     for key, value in counts.items():
         totals[key] = totals.get(key, 0) + value
-    run.position = advance.position
     run.batches_done += 1
-    _renew(run, now)
-    run.save(update_fields=["position", "counts", "batches_done", "heartbeat_at", "lease_expires_at"])
+    run.save(update_fields=["position", "counts", "batches_done"])
     if not dry_run:
         audit_record(
             actor=None,
@@ -656,7 +642,7 @@ def _advance(plan: Plan, run_id: int, worker: str, *, dry_run: bool) -> tuple[bo
             target=run,
             details={"rule": run.rule.code, "model": step.label, "from_key": advance.lo, "to_key": advance.hi, "counts": counts},
         )
-    return True, advance.files, False
+    return True, False
 
 
 def _tune_transaction(using: str) -> None:
@@ -671,45 +657,45 @@ def _tune_transaction(using: str) -> None:
             cursor.execute("SET LOCAL jit = off")
 
 
-def purge_run_work(run_id: int, *, worker: str, max_seconds: float | None = None, max_batches: int | None = None) -> PurgeRun:
-    """Work on run `run_id` as `worker` until it finishes, or `max_seconds` / `max_batches` are used up.
+def purge_run_work(
+    run_id: int, *, worker: str | None = None, max_seconds: float | None = None, max_batches: int | None = None
+) -> PurgeRun:
+    """Work on run `run_id` as a new claim of `worker` (host:pid by default) until it finishes, or
+    `max_seconds` / `max_batches` are used up (then the lease is released for the next claim).
 
-    Returns at once (with the run as it is) when another worker's lease is live or the run is not active.
+    Returns at once (with the run as it is) when another claim's lease is live or the run is not active.
     Never enqueues anything: continuing is the caller's business (retention.tasks). PM-VI-3, PM-VI-4.
     """
-    run = _take_lease(run_id, worker)
-    if run is None:
+    taken = _take_lease(run_id, worker)
+    if taken is None:
         return PurgeRun.objects.get(pk=run_id)
+    run, lease = taken
     started = time.monotonic()
     batches = 0
     try:
         plan = Plan(run, run.position["plan"])
     except Exception as exc:
         logger.exception("Purge run %s cannot build its plan", run_id)
-        _fail(run_id, worker, exc)
+        _fail(lease, exc)
         return PurgeRun.objects.get(pk=run_id)
     using = router.db_for_write(PurgeRun)
     while True:
         try:
             with transaction.atomic(using=using):
-                _tune_transaction(using)
-                did_batch, files, finished = _advance(plan, run_id, worker, dry_run=run.dry_run)
-                if files:
-                    transaction.on_commit(lambda files=files: _remove_files(files), using=using)
+                did_batch, finished = _advance(plan, lease, dry_run=run.dry_run, using=using)
         except LeaseLost:
-            logger.info("Purge run %s: %s no longer holds the lease; stopping", run_id, worker)
+            logger.info("Purge run %s: claim %s no longer holds the lease; stopping", run_id, lease.owner)
             break
         except Exception as exc:
             logger.exception("Purge run %s failed in a batch", run_id)
-            _fail(run_id, worker, exc)
+            _fail(lease, exc)
             break
         if finished:
             break
         batches += did_batch
-        if max_batches is not None and batches >= max_batches:
-            _release(run_id, worker)
-            break
-        if max_seconds is not None and time.monotonic() - started >= max_seconds:
-            _release(run_id, worker)
+        if (max_batches is not None and batches >= max_batches) or (
+            max_seconds is not None and time.monotonic() - started >= max_seconds
+        ):
+            lease_release(lease)
             break
     return PurgeRun.objects.get(pk=run_id)

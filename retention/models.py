@@ -162,6 +162,10 @@ class PurgeRun(models.Model):
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
 
+    # A run a worker may still take up: the one definition of "in progress" (the constraint below spells
+    # the same two values, as a migration must).
+    ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+
     rule = models.ForeignKey(RetentionRule, on_delete=models.PROTECT, related_name="runs")
     dry_run = models.BooleanField(default=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
@@ -171,6 +175,7 @@ class PurgeRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     cutoff = models.DateTimeField(help_text="Rows whose retention clock started before this are expired.")
     batch_size = models.PositiveIntegerField(default=5000)
+    # The owned lease (privacyops.leases): the claim's token, until when it holds, its last renewal.
     lease_owner = models.CharField(max_length=200, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)

@@ -21,7 +21,6 @@ from .models import LegalHold, PurgeRun, RetentionRule
 
 # Fields that change what a rule deletes or anonymises; changing one of a confirmed rule needs a DPO again.
 SUBSTANTIVE_FIELDS = ("category", "store", "period", "counts_from", "timestamp_field", "action")
-ACTIVE_STATUSES = (PurgeRun.Status.QUEUED, PurgeRun.Status.RUNNING)
 
 
 def _can(actor, perm: str) -> bool:
@@ -115,7 +114,7 @@ def rule_save(*, rule: RetentionRule, actor, changed: list[str] | None = None) -
             changed = _changed_fields(rule)
         substantive = sorted(set(changed) & set(SUBSTANTIVE_FIELDS))
         if not creating and substantive:
-            if PurgeRun.objects.filter(rule_id=rule.pk, dry_run=False, status__in=ACTIVE_STATUSES).exists():
+            if PurgeRun.objects.filter(rule_id=rule.pk, dry_run=False, status__in=PurgeRun.ACTIVE_STATUSES).exists():
                 raise ValidationError("A run of this rule is in progress; change the rule after it has finished.")
             if rule.confirmed_at:
                 if actor is not None and actor.has_perm("retention.confirm_retentionrule"):
@@ -246,7 +245,7 @@ def purge_run_start(
     if not dry_run:
         if not (rule.enabled and rule.confirmed_at):
             raise ValidationError("Only a confirmed, enabled rule runs; preview it instead, or confirm it first.")
-        if PurgeRun.objects.filter(rule=rule, dry_run=False, status__in=ACTIVE_STATUSES).exists():
+        if PurgeRun.objects.filter(rule=rule, dry_run=False, status__in=PurgeRun.ACTIVE_STATUSES).exists():
             raise ValidationError("This rule already has a run in progress.")
     try:
         periods.parse_period(rule.period)
@@ -291,7 +290,7 @@ def purge_run_cancel(*, run: PurgeRun, actor) -> PurgeRun:
     if not _can(actor, "retention.run_retentionrule"):
         raise PermissionDenied("Only a DPO can cancel a purge run.")
     with transaction.atomic():
-        cancelled = PurgeRun.objects.filter(pk=run.pk, status__in=ACTIVE_STATUSES).update(
+        cancelled = PurgeRun.objects.filter(pk=run.pk, status__in=PurgeRun.ACTIVE_STATUSES).update(
             status=PurgeRun.Status.CANCELLED, finished_at=timezone.now(), lease_owner="", lease_expires_at=None
         )
         if not cancelled:

@@ -12,8 +12,6 @@ No `queue=` on the decorators: CELERY_TASK_ROUTES sends "retention.tasks.*" to t
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from datetime import timedelta
 
 from celery import shared_task
@@ -22,28 +20,23 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils import timezone
 
-from .engine import purge_run_work
+from privacyops.leases import lease_is_live
+
+from .engine import LEASE_COLUMNS, purge_run_work
 from .models import PurgeRun, RetentionRule
 from .services import purge_run_start
 
 logger = logging.getLogger("retention.tasks")
 
 
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _held_elsewhere(run: PurgeRun, worker: str) -> bool:
-    return bool(run.lease_owner) and run.lease_owner != worker and run.lease_expires_at and run.lease_expires_at > timezone.now()
-
-
 @shared_task(bind=True, acks_late=True)
 def purge_run_continue(self, run_id: int) -> None:
-    """Work on a run for a bounded time, then queue the continuation (in eager mode: keep going in-process)."""
-    worker = worker_name()
+    """Work on a run for a bounded time, then queue the continuation (in eager mode: keep going in-process).
+    A run whose lease another claim holds is left to it (each call is a claim of its own, so a live lease
+    after `purge_run_work` returned is never this task's: it released its own)."""
     while True:
-        run = purge_run_work(run_id, worker=worker, max_seconds=settings.RETENTION_TASK_SECONDS)
-        if run.is_finished or _held_elsewhere(run, worker):
+        run = purge_run_work(run_id, max_seconds=settings.RETENTION_TASK_SECONDS)
+        if run.is_finished or lease_is_live(run, LEASE_COLUMNS):
             return
         if not self.request.is_eager:
             purge_run_continue.apply_async((run_id,))
@@ -65,7 +58,7 @@ def run_rule(rule_id: int, dry_run: bool = False) -> int | None:
 def run_due_rules() -> list[int]:
     """Daily (settings.PERIODIC_TASKS): start a real run of every enabled, confirmed rule not already running."""
     started = []
-    active = PurgeRun.objects.filter(dry_run=False, status__in=[PurgeRun.Status.QUEUED, PurgeRun.Status.RUNNING])
+    active = PurgeRun.objects.filter(dry_run=False, status__in=PurgeRun.ACTIVE_STATUSES)
     rules = (
         RetentionRule.objects.filter(enabled=True, confirmed_at__isnull=False)
         .exclude(pk__in=active.values("rule_id"))
