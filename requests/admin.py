@@ -1143,14 +1143,16 @@ class DeadlineRuleAdmin(admin.ModelAdmin):
         "period_value",
         "period_unit",
         "extension",
+        "clock_starts",
         "pauses_for_verification",
-        "rolls_to_working_day",
+        "roll",
+        "holidays",
         "acknowledgement",
         "citation",
     )
     list_display_links = ("jurisdiction",)
-    list_editable = ("period_value", "period_unit", "pauses_for_verification", "rolls_to_working_day")
-    list_filter = ("jurisdiction", "period_unit", "pauses_for_verification", "rolls_to_working_day")
+    list_editable = ("period_value", "period_unit", "pauses_for_verification")
+    list_filter = ("jurisdiction", "period_unit", "clock_starts", "pauses_for_verification", "roll")
     list_select_related = ("jurisdiction",)
     list_per_page = 200  # every row on one page, grouped by jurisdiction
     ordering = ("jurisdiction__code", "right")
@@ -1158,11 +1160,16 @@ class DeadlineRuleAdmin(admin.ModelAdmin):
     readonly_fields = ("updated_at",)
     fieldsets = (
         (None, {"fields": ("jurisdiction", "right", "citation", "notes")}),
-        ("Period", {"fields": ("period_value", "period_unit", "pauses_for_verification", "rolls_to_working_day")}),
+        ("Period", {"fields": ("period_value", "period_unit", "clock_starts", "pauses_for_verification")}),
+        ("Non-working days", {"fields": ("roll", "holiday_calendar")}),
         ("Extension", {"fields": ("extension_value", "extension_unit", "extensions_allowed")}),
         ("Acknowledgement", {"fields": ("acknowledge_value", "acknowledge_unit")}),
         ("Bookkeeping", {"fields": ("updated_at",), "classes": ("collapse",)}),
     )
+
+    @admin.display(description="public holidays")
+    def holidays(self, obj):
+        return deadlines.holiday_calendar_code(obj) or "none (weekends only)"
 
     @admin.display(description="right", ordering="right")
     def right_or_every(self, obj):

@@ -102,7 +102,8 @@ class Requester(models.TextChoices):
 
 class HoldReason(models.TextChoices):
     """Why a request is on hold. Only the first two can stop the legal clock, and only where the
-    jurisdiction's rule pauses for them (`DeadlineRule.pauses_for_verification`)."""
+    jurisdiction's rule pauses for them (`DeadlineRule.pauses_for_verification`); where the rule's clock
+    starts at verification, the period runs from the end of a verification hold instead."""
 
     AWAITING_VERIFICATION = "verification", "Awaiting proof of identity or authority"
     AWAITING_CLARIFICATION = "clarification", "Awaiting clarification from the requester"
@@ -115,8 +116,23 @@ CLOCK_STOPPING_HOLDS = frozenset({HoldReason.AWAITING_VERIFICATION, HoldReason.A
 class PeriodUnit(models.TextChoices):
     CALENDAR_MONTHS = "calendar_months", "calendar months"
     CALENDAR_DAYS = "calendar_days", "calendar days"
-    BUSINESS_DAYS = "business_days", "business days (Monday to Friday)"
+    BUSINESS_DAYS = "business_days", "business days (Monday to Friday, public holidays excepted)"
     HOURS = "hours", "hours"
+
+
+class ClockStart(models.TextChoices):
+    """When a period starts running (see `requests.deadlines`)."""
+
+    RECEIPT = "receipt", "at receipt of the request"
+    VERIFICATION = "verification", "when the proof of identity asked for arrives (or at receipt, if later)"
+
+
+class Roll(models.TextChoices):
+    """What happens to a period that ends on a day that is not a working day (see `requests.deadlines`)."""
+
+    NONE = "none", "no roll: it ends that day"
+    SUNDAY_OR_HOLIDAY = "sunday_or_holiday", "to the next day that is neither a Sunday nor a public holiday"
+    BUSINESS_DAY = "business_day", "to the next business day (not a Saturday, Sunday or public holiday)"
 
 
 class DeadlineRule(models.Model):
@@ -135,8 +151,26 @@ class DeadlineRule(models.Model):
     pauses_for_verification = models.BooleanField(
         default=False, help_text="The clock stops while we wait for proof of identity or for clarification."
     )
-    rolls_to_working_day = models.BooleanField(
-        default=False, help_text="A period ending on a Saturday or Sunday ends on the next Monday instead."
+    clock_starts = models.CharField(
+        max_length=16,
+        choices=ClockStart.choices,
+        default=ClockStart.RECEIPT,
+        help_text="When the period starts: at receipt, or when the proof of identity we asked for arrives.",
+    )
+    roll = models.CharField(
+        "when a period ends on a non-working day",
+        max_length=20,
+        choices=Roll.choices,
+        default=Roll.NONE,
+    )
+    holiday_calendar = models.CharField(
+        max_length=10,
+        blank=True,
+        help_text=(
+            "Public holidays that count for the roll and for business days: a country or country-region code "
+            "(SG, US-CA, GB-ENG). Empty: the jurisdiction's own, when it covers one country or region; none "
+            "when it covers several."
+        ),
     )
     acknowledge_value = models.PositiveIntegerField(null=True, blank=True, help_text="Acknowledge receipt within this.")
     acknowledge_unit = models.CharField(max_length=16, choices=PeriodUnit.choices, blank=True)
@@ -156,6 +190,8 @@ class DeadlineRule(models.Model):
                 name="deadline_rule_acknowledgement_has_unit",
                 condition=Q(acknowledge_value__isnull=True) | ~Q(acknowledge_unit=""),
             ),
+            models.CheckConstraint(name="deadline_rule_known_roll", condition=Q(roll__in=Roll.values)),
+            models.CheckConstraint(name="deadline_rule_known_clock_start", condition=Q(clock_starts__in=ClockStart.values)),
         ]
 
     def __str__(self):
@@ -167,6 +203,12 @@ class DeadlineRule(models.Model):
             raise ValidationError({"extensions_allowed": "Say how many times the period may be extended (at least 1)."})
         if self.extensions_allowed and not self.extension_value:
             raise ValidationError({"extension_value": "Give the length of an extension."})
+        if self.holiday_calendar:
+            from .deadlines import holiday_calendar_error  # the calendar's rules live with the clock
+
+            error = holiday_calendar_error(self.holiday_calendar)
+            if error:
+                raise ValidationError({"holiday_calendar": error})
 
 
 class RightsRequestQuerySet(models.QuerySet):

@@ -13,23 +13,38 @@ from django.core.management import CommandError, call_command
 from inventory.policy import PolicyFileError, policy_file_read, register_policy_load
 from privacyops.models import AuditEvent
 from requests import deadlines, seeding
-from requests.models import DeadlineRule, PeriodUnit, Right
+from requests.models import ClockStart, DeadlineRule, PeriodUnit, Right, Roll
 
 pytestmark = pytest.mark.django_db
 
 SGT = ZoneInfo("Asia/Singapore")
 
-# (jurisdiction, right) -> (period, unit, extension, times, pauses, rolls, acknowledgement, words in the citation)
+# (jurisdiction, right) -> (period, unit, extension, times, clock starts, pauses, roll, acknowledgement, words in the citation)
+R, V = ClockStart.RECEIPT, ClockStart.VERIFICATION
+NO, SUN, BUS = Roll.NONE, Roll.SUNDAY_OR_HOLIDAY, Roll.BUSINESS_DAY
+H = PeriodUnit.HOURS
 EXPECTED = {
-    ("EU", ""): (1, PeriodUnit.CALENDAR_MONTHS, 2, 1, False, True, None, ["Art. 12(3)", "1182/71", "3(4)"]),
-    ("UK", ""): (1, PeriodUnit.CALENDAR_MONTHS, 2, 1, True, True, None, ["Art. 12(3)", "Data (Use and Access) Act 2025"]),
-    ("SG", ""): (30, PeriodUnit.CALENDAR_DAYS, 0, 0, False, False, None, ["s21", "reg 5"]),
-    ("ID", Right.ACCESS): (72, PeriodUnit.HOURS, 0, 0, False, False, None, ["27/2022", "Art. 32(2)"]),
-    ("ID", Right.RECTIFICATION): (72, PeriodUnit.HOURS, 0, 0, False, False, None, ["27/2022", "Art. 30"]),
-    ("ID", Right.RESTRICTION): (72, PeriodUnit.HOURS, 0, 0, False, False, None, ["27/2022", "Art. 41(1)"]),
-    ("CN", ""): (30, PeriodUnit.CALENDAR_DAYS, 0, 0, False, False, None, ["PIPL", "configurable default"]),
-    ("US-CA", ""): (45, PeriodUnit.CALENDAR_DAYS, 45, 1, False, False, (10, PeriodUnit.BUSINESS_DAYS), ["§7021(b)", "§7021(a)"]),
-    ("DEFAULT", ""): (30, PeriodUnit.CALENDAR_DAYS, 0, 0, False, False, None, ["PM-IX-9"]),
+    ("EU", ""): (1, PeriodUnit.CALENDAR_MONTHS, 2, 1, R, False, BUS, None, ["Art. 12(3)", "1182/71", "3(4)"]),
+    ("UK", ""): (1, PeriodUnit.CALENDAR_MONTHS, 2, 1, V, True, BUS, None, ["Art. 12(3)", "Art. 12A", "DUAA 2025 s76"]),
+    ("SG", ""): (30, PeriodUnit.CALENDAR_DAYS, 0, 0, R, False, SUN, None, ["s21", "reg 5", "Interpretation Act 1965 s50(b)"]),
+    ("ID", Right.ACCESS): (72, H, 0, 0, R, False, NO, None, ["27/2022", "Art. 32(2)"]),
+    ("ID", Right.RECTIFICATION): (72, H, 0, 0, R, False, NO, None, ["27/2022", "Art. 30"]),
+    ("ID", Right.RESTRICTION): (72, H, 0, 0, R, False, NO, None, ["27/2022", "Art. 41(1)"]),
+    ("ID", Right.WITHDRAW_CONSENT): (72, H, 0, 0, R, False, NO, None, ["27/2022", "Art. 40"]),
+    ("ID", ""): (30, PeriodUnit.CALENDAR_DAYS, 0, 0, R, False, NO, None, ["42-44", "Art. 10", "Art. 13", "PM-IX-9"]),
+    ("CN", ""): (30, PeriodUnit.CALENDAR_DAYS, 0, 0, R, False, NO, None, ["PIPL", "configurable default"]),
+    ("US-CA", ""): (
+        45,
+        PeriodUnit.CALENDAR_DAYS,
+        45,
+        1,
+        R,
+        False,
+        BUS,
+        (10, PeriodUnit.BUSINESS_DAYS),
+        ["§7021(b)", "§7021(a)", "§12a"],
+    ),
+    ("DEFAULT", ""): (30, PeriodUnit.CALENDAR_DAYS, 0, 0, R, False, NO, None, ["PM-IX-9"]),
 }
 
 
@@ -69,15 +84,17 @@ def test_pm_ix_9_loadpolicy_seeds_every_rule_with_its_citation():
 
     rows = _rows()
     assert set(rows) == set(EXPECTED)
-    for key, (value, unit, extension, times, pauses, rolls, acknowledge, cited) in EXPECTED.items():
+    for key, (value, unit, extension, times, starts, pauses, roll, acknowledge, cited) in EXPECTED.items():
         rule = rows[key]
         assert (rule.period_value, rule.period_unit) == (value, unit), key
         assert (rule.extension_value, rule.extensions_allowed) == (extension, times), key
-        assert (rule.pauses_for_verification, rule.rolls_to_working_day) == (pauses, rolls), key
+        assert (rule.clock_starts, rule.pauses_for_verification, rule.roll) == (starts, pauses, roll), key
+        # Every seeded calendar comes from the jurisdiction (the EU, of many countries, has none).
+        assert rule.holiday_calendar == "", key
         assert ((rule.acknowledge_value, rule.acknowledge_unit) if rule.acknowledge_value else None) == acknowledge, key
         for words in cited:
             assert words in rule.citation, (key, words)
-    assert re.search(r"^Deadline rules +9 created, 0 updated, 0 unchanged, 0 kept", output, re.M)
+    assert re.search(r"^Deadline rules +11 created, 0 updated, 0 unchanged, 0 kept", output, re.M)
 
 
 def test_pm_ix_9_the_issue_examples_hold_with_the_seeded_rules():
@@ -91,8 +108,23 @@ def test_pm_ix_9_the_issue_examples_hold_with_the_seeded_rules():
     assert deadlines.compute_due("ID", Right.ACCESS, datetime.datetime(2026, 3, 2, 9, tzinfo=SGT)) == datetime.datetime(
         2026, 3, 5, 9, tzinfo=SGT
     )
-    # Indonesia has no row for erasure: DEFAULT's 30 days.
-    assert deadlines.rule_for("ID", Right.ERASURE).jurisdiction.code == "DEFAULT"
+    # Indonesia has no statutory period for erasure: its general row's 30 days, citing the articles.
+    erasure = deadlines.rule_for("ID", Right.ERASURE)
+    assert (erasure.jurisdiction.code, erasure.right, erasure.period_value) == ("ID", "", 30)
+    # The seeded calendars: SG and US-CA from their jurisdictions, none for the EU.
+    assert [deadlines.holiday_calendar_code(deadlines.rule_for(code, Right.ACCESS)) for code in ("SG", "US-CA", "UK", "EU")] == [
+        "SG",
+        "US-CA",
+        "GB",
+        "",
+    ]
+    # Singapore's National Day, Sun 9 Aug 2026 (observed Mon 10 Aug): received 10 Jul -> due Tue 11 Aug.
+    assert deadlines.compute_due("SG", Right.ACCESS, datetime.datetime(2026, 7, 10, 10, tzinfo=SGT)) == datetime.datetime(
+        2026, 8, 11, 23, 59, 59, 999999, tzinfo=SGT
+    )
+    assert deadlines.compute_due("ID", Right.WITHDRAW_CONSENT, datetime.datetime(2026, 3, 2, 9, tzinfo=SGT)) == datetime.datetime(
+        2026, 3, 5, 9, tzinfo=SGT
+    )
 
 
 def test_pm_ix_9_a_second_load_creates_nothing_and_writes_no_audit_event():
@@ -101,7 +133,7 @@ def test_pm_ix_9_a_second_load_creates_nothing_and_writes_no_audit_event():
 
     report = register_policy_load()
 
-    assert report.extensions[seeding.LABEL].as_dict() == {"created": 0, "updated": 0, "unchanged": 9, "kept": 0}
+    assert report.extensions[seeding.LABEL].as_dict() == {"created": 0, "updated": 0, "unchanged": 11, "kept": 0}
     assert not report.changed
     assert AuditEvent.objects.count() == events
 
@@ -109,7 +141,7 @@ def test_pm_ix_9_a_second_load_creates_nothing_and_writes_no_audit_event():
 def test_pm_ix_9_the_load_audit_event_counts_the_rules():
     report = register_policy_load()
     event = AuditEvent.objects.get(pk=report.audit_event_id)
-    assert event.details["counts"][seeding.LABEL]["created"] == 9
+    assert event.details["counts"][seeding.LABEL]["created"] == 11
 
 
 def test_pm_ix_9_a_rule_the_dpo_edited_is_never_overwritten_and_reset_restores_it():
@@ -143,7 +175,7 @@ def test_pm_ix_9_a_changed_seed_does_not_touch_existing_rows_but_creates_new_one
     rows = _rows()
     assert rows[("CN", "")].period_value == 30
     assert (rows[("CN", Right.ERASURE)].period_value, rows[("CN", Right.ERASURE)].period_unit) == (15, "business_days")
-    assert report.extensions[seeding.LABEL].as_dict() == {"created": 1, "updated": 0, "unchanged": 8, "kept": 1}
+    assert report.extensions[seeding.LABEL].as_dict() == {"created": 1, "updated": 0, "unchanged": 10, "kept": 1}
 
 
 def test_pm_ix_9_rules_not_in_the_file_are_left_alone_and_a_deleted_rule_comes_back():
@@ -169,6 +201,9 @@ def test_pm_ix_9_rules_not_in_the_file_are_left_alone_and_a_deleted_rule_comes_b
         (lambda rules: rules[0].update(extension_unit=""), "rules[EU/every right].extension_unit"),
         (lambda rules: rules[2].update(acknowledge_value=5), "rules[SG/every right].acknowledge_unit"),
         (lambda rules: rules.append(dict(rules[3])), "rules[ID/access]: appears twice"),
+        (lambda rules: rules[0].update(roll="monday"), "rules[EU/every right].roll"),
+        (lambda rules: rules[0].update(clock_starts="whenever"), "rules[EU/every right].clock_starts"),
+        (lambda rules: rules[0].update(holiday_calendar="XX"), "rules[EU/every right].holiday_calendar: 'XX'"),
     ],
 )
 def test_pm_ix_9_a_bad_seed_names_the_rule_and_field_and_the_whole_load_writes_nothing(monkeypatch, tmp_path, change, expected):

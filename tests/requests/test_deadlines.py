@@ -8,10 +8,11 @@ import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.core.exceptions import ValidationError
 
 from inventory.models import Jurisdiction
 from requests import deadlines
-from requests.models import DeadlineRule, HoldReason, PeriodUnit, RequestPause, Right
+from requests.models import ClockStart, DeadlineRule, HoldReason, PeriodUnit, RequestPause, Right, Roll
 from tests.factories.inventory import JurisdictionFactory
 from tests.factories.requests import DeadlineRuleFactory, RightsRequestFactory
 
@@ -39,15 +40,18 @@ def zone(settings):
 def rules(db):
     """The seed's shapes for the jurisdictions the cases use."""
 
-    def rule(code, right="", **values):
-        return DeadlineRuleFactory(jurisdiction=JurisdictionFactory(code=code), right=right, **values)
+    def rule(code, right="", countries=None, **values):
+        jurisdiction = JurisdictionFactory(code=code, countries=countries if countries is not None else [code])
+        return DeadlineRuleFactory(jurisdiction=jurisdiction, right=right, **values)
 
     gdpr = {"period_value": 1, "period_unit": M, "extension_value": 2, "extension_unit": M, "extensions_allowed": 1}
-    gdpr["rolls_to_working_day"] = True
-    rule("EU", **gdpr)
-    rule("UK", pauses_for_verification=True, **gdpr)
-    rule("SG", period_value=30, period_unit=D)
-    for right in (Right.ACCESS, Right.RECTIFICATION, Right.RESTRICTION):
+    gdpr["roll"] = Roll.BUSINESS_DAY
+    rule("EU", countries=["FR", "DE", "IE"], **gdpr)
+    rule("UK", countries=["GB"], clock_starts=ClockStart.VERIFICATION, pauses_for_verification=True, **gdpr)
+    # The shape the UK row had before DUAA 2025's art. 12A reading: pauses push by their exact length.
+    rule("XP", countries=[], pauses_for_verification=True, **gdpr)
+    rule("SG", period_value=30, period_unit=D, roll=Roll.SUNDAY_OR_HOLIDAY)
+    for right in (Right.ACCESS, Right.RECTIFICATION, Right.RESTRICTION, Right.WITHDRAW_CONSENT):
         rule("ID", right, period_value=72, period_unit=H)
     rule("CN", period_value=30, period_unit=D)
     rule(
@@ -59,12 +63,13 @@ def rules(db):
         extensions_allowed=1,
         acknowledge_value=10,
         acknowledge_unit=B,
+        roll=Roll.BUSINESS_DAY,
     )
-    rule(Jurisdiction.DEFAULT, period_value=30, period_unit=D)
-    # A business-day rule and an hour rule that (wrongly) asks to roll: hours never roll.
-    rule("XB", period_value=10, period_unit=B, rolls_to_working_day=True)
-    rule("XH", period_value=24, period_unit=H, rolls_to_working_day=True)
-    rule("XM", period_value=1, period_unit=M)
+    rule(Jurisdiction.DEFAULT, countries=[], period_value=30, period_unit=D)
+    # A business-day rule (no holidays) and an hour rule that (wrongly) asks to roll: hours never roll.
+    rule("XB", countries=[], period_value=10, period_unit=B, roll=Roll.BUSINESS_DAY)
+    rule("XH", countries=[], period_value=24, period_unit=H, roll=Roll.BUSINESS_DAY)
+    rule("XM", countries=[], period_value=1, period_unit=M)
 
 
 CASES = [
@@ -81,12 +86,12 @@ CASES = [
     ("15 Dec + 1 month -> 15 Jan next year", "EU", Right.ACCESS, at(2026, 12, 15), eod(2027, 1, 15)),
     ("SG 30 days across Feb of a leap year", "SG", Right.ACCESS, at(2028, 2, 10), eod(2028, 3, 11)),
     ("SG 30 days across Feb of a common year", "SG", Right.ACCESS, at(2026, 2, 10), eod(2026, 3, 12)),
-    # Weekends and the roll (EU/UK roll, SG and US-CA do not).
+    # Weekends and the roll (EU/UK/US-CA roll Saturdays and Sundays, SG only Sundays).
     ("EU ends Sat 14 Mar -> Mon 16 Mar", "EU", Right.ACCESS, at(2026, 2, 14), eod(2026, 3, 16)),
     ("EU ends Sun 15 Mar -> Mon 16 Mar", "EU", Right.ERASURE, at(2026, 2, 15), eod(2026, 3, 16)),
     ("UK ends Sat 28 Feb 2026 -> Mon 2 Mar", "UK", Right.ACCESS, at(2026, 1, 31), eod(2026, 3, 2)),
-    ("SG ends Sat 2 May: no roll", "SG", Right.ACCESS, at(2026, 4, 2), eod(2026, 5, 2)),
-    ("US-CA ends Sun 26 Apr: no roll", "US-CA", Right.ACCESS, at(2026, 3, 12), eod(2026, 4, 26)),
+    ("SG ends Sat 2 May: Saturdays do not roll in Singapore", "SG", Right.ACCESS, at(2026, 4, 2), eod(2026, 5, 2)),
+    ("US-CA ends Sun 26 Apr -> Mon 27 Apr", "US-CA", Right.ACCESS, at(2026, 3, 12), eod(2026, 4, 27)),
     # Business days skip Saturdays and Sundays; the day of receipt never counts.
     ("10 business days from Mon 2 Mar -> Mon 16 Mar", "XB", Right.ACCESS, at(2026, 3, 2), eod(2026, 3, 16)),
     ("10 business days from Fri 6 Mar -> Fri 20 Mar", "XB", Right.ACCESS, at(2026, 3, 6), eod(2026, 3, 20)),
@@ -142,12 +147,12 @@ def test_rule_for_without_default_raises_pm_ix_9(db):
 
 # --- Pauses ------------------------------------------------------------------------------------------
 
-UK_RECEIVED = at(2026, 4, 14)  # due Thu 14 May 2026 without pauses
+UK_RECEIVED = at(2026, 4, 14)  # due Thu 14 May 2026 without pauses (XP: a rule whose clock starts at receipt)
 
 
 def test_pause_pushes_due_by_its_exact_length_where_the_rule_pauses_pm_ix_9(rules):
     pause = (at(2026, 4, 20, 10), at(2026, 4, 24, 16, 30))  # 4 days 6.5 hours: Thu 14 May -> Tue 19 May 06:29
-    due = deadlines.compute_due("UK", Right.ACCESS, UK_RECEIVED, [pause])
+    due = deadlines.compute_due("XP", Right.ACCESS, UK_RECEIVED, [pause])
     assert due == eod(2026, 5, 14) + datetime.timedelta(days=4, hours=6, minutes=30)
 
 
@@ -160,12 +165,12 @@ def test_pause_is_ignored_where_the_rule_does_not_pause_pm_ix_9(rules):
 def test_pause_comes_before_the_roll_pm_ix_9(rules):
     # Due Thu 14 May end of day; a 2-day pause pushes it into Sat 16 May: rolls to the end of Mon 18 May.
     pause = (at(2026, 4, 20), at(2026, 4, 22))
-    assert deadlines.compute_due("UK", Right.ACCESS, UK_RECEIVED, [pause]) == eod(2026, 5, 18)
+    assert deadlines.compute_due("XP", Right.ACCESS, UK_RECEIVED, [pause]) == eod(2026, 5, 18)
 
 
 def test_overlapping_pauses_count_once_and_time_before_receipt_not_at_all_pm_ix_9(rules):
     pauses = [(at(2026, 4, 20, 0), at(2026, 4, 22, 0)), (at(2026, 4, 21, 0), at(2026, 4, 24, 12)), (at(2026, 4, 1), UK_RECEIVED)]
-    due = deadlines.compute_due("UK", Right.ACCESS, UK_RECEIVED, pauses)
+    due = deadlines.compute_due("XP", Right.ACCESS, UK_RECEIVED, pauses)
     assert due == eod(2026, 5, 14) + datetime.timedelta(days=4, hours=12)  # 20 Apr 00:00 to 24 Apr 12:00
 
 
@@ -180,7 +185,8 @@ def test_dst_day_periods_keep_their_last_date_and_end_at_local_midnight_pm_ix_9(
     assert due.utcoffset() == datetime.timedelta(hours=1)
     assert due.astimezone(datetime.UTC) == datetime.datetime(2026, 4, 10, 22, 59, 59, 999999, tzinfo=datetime.UTC)
     # And back: received in BST, due in GMT (clocks went back on 25 Oct 2026).
-    due = deadlines.compute_due("SG", Right.ACCESS, at(2026, 10, 10, 9, tz=LONDON))
+    # (CN, which does not roll: in SG, Mon 9 Nov 2026 is Deepavali observed.)
+    due = deadlines.compute_due("CN", Right.ACCESS, at(2026, 10, 10, 9, tz=LONDON))
     assert due == eod(2026, 11, 9, tz=LONDON)
     assert due.utcoffset() == datetime.timedelta(0)
 
@@ -208,7 +214,7 @@ def _request(code, right=Right.ACCESS, received=UK_RECEIVED, **values):
 
 
 def test_due_for_counts_closed_and_open_clock_stopping_pauses_pm_ix_9(rules):
-    request = _request("UK")
+    request = _request("XP")
     RequestPause.objects.create(
         request=request,
         reason=HoldReason.AWAITING_VERIFICATION,
@@ -235,14 +241,14 @@ def test_extension_due_adds_one_extension_and_refuses_more_pm_ix_9(rules):
     with pytest.raises(ValueError, match="already extended"):
         deadlines.extension_due(eu)
     ca = _request("US-CA", received=at(2026, 3, 2))
-    assert deadlines.extension_due(ca) == eod(2026, 5, 31)  # 90 days from receipt, no roll
+    assert deadlines.extension_due(ca) == eod(2026, 6, 1)  # 90 days from receipt: Sun 31 May rolls to Mon 1 Jun
     with pytest.raises(ValueError, match="allows no extension"):
         deadlines.extension_due(_request("SG"))
     assert deadlines.extended_due_for(_request("CN")) is None
 
 
 def test_extension_due_rolls_and_keeps_pauses_pm_ix_9(rules):
-    uk = _request("UK", received=at(2026, 3, 16))  # +3 months -> Tue 16 Jun 2026
+    uk = _request("XP", received=at(2026, 3, 16))  # +3 months -> Tue 16 Jun 2026
     RequestPause.objects.create(
         request=uk,
         reason=HoldReason.AWAITING_VERIFICATION,
@@ -256,3 +262,197 @@ def test_extension_due_rolls_and_keeps_pauses_pm_ix_9(rules):
 def test_acknowledge_by_pm_ix_9(rules):
     assert deadlines.acknowledge_by(_request("US-CA", received=at(2026, 3, 2))) == eod(2026, 3, 16)
     assert deadlines.acknowledge_by(_request("EU")) is None
+
+
+# --- Conformance per jurisdiction: where the clock starts, public holidays, the roll, per-right periods --------
+#
+# Holidays come from the `holidays` package's calendars (SG, US-CA, GB); the dates below are those years'
+# published holidays: SG National Day Sun 9 Aug 2026 (observed Mon 10 Aug) and Mon 9 Aug 2027, Deepavali
+# Sun 8 Nov 2026 (observed Mon 9 Nov) and Thu 28 Oct 2027; US-CA Cesar Chavez Day Tue 31 Mar 2026, Thanksgiving
+# Thu 26 Nov 2026 and the day after; GB Spring Bank Holiday Mon 25 May 2026, Christmas Fri 25 Dec 2026 and
+# Boxing Day (observed Mon 28 Dec).
+
+CONFORMANCE = [
+    # Singapore: Interpretation Act 1965 s50(b), a last day on a Sunday or public holiday runs to the next day.
+    ("SG ends Sun 3 May 2026 -> Mon 4 May", "SG", Right.ACCESS, at(2026, 4, 3), eod(2026, 5, 4)),
+    (
+        "SG ends Sun 9 Aug 2026, National Day; Mon 10 Aug observed -> Tue 11 Aug",
+        "SG",
+        Right.ACCESS,
+        at(2026, 7, 10),
+        eod(2026, 8, 11),
+    ),
+    ("SG ends Mon 9 Aug 2027, National Day -> Tue 10 Aug", "SG", Right.RECTIFICATION, at(2027, 7, 10), eod(2027, 8, 10)),
+    (
+        "SG ends Sun 8 Nov 2026, Deepavali; Mon 9 Nov observed -> Tue 10 Nov",
+        "SG",
+        Right.ACCESS,
+        at(2026, 10, 9),
+        eod(2026, 11, 10),
+    ),
+    ("SG ends Thu 28 Oct 2027, Deepavali -> Fri 29 Oct", "SG", Right.ERASURE, at(2027, 9, 28), eod(2027, 10, 29)),
+    ("SG ends Sat 2 May 2026: a Saturday is a working day there", "SG", Right.ACCESS, at(2026, 4, 2), eod(2026, 5, 2)),
+    # California: Code Civ. Proc. §12a, a last day on a Saturday, Sunday or holiday runs to the next day that is none.
+    ("US-CA ends Sat 25 Apr 2026 -> Mon 27 Apr", "US-CA", Right.ACCESS, at(2026, 3, 11), eod(2026, 4, 27)),
+    ("US-CA ends Sun 26 Apr 2026 -> Mon 27 Apr", "US-CA", Right.ERASURE, at(2026, 3, 12), eod(2026, 4, 27)),
+    ("US-CA ends Tue 31 Mar 2026, Cesar Chavez Day -> Wed 1 Apr", "US-CA", Right.ACCESS, at(2026, 2, 14), eod(2026, 4, 1)),
+    (
+        "US-CA ends Thanksgiving 26 Nov 2026 -> past Fri, Sat, Sun -> Mon 30 Nov",
+        "US-CA",
+        Right.ACCESS,
+        at(2026, 10, 12),
+        eod(2026, 11, 30),
+    ),
+    # UK: a weekend or bank holiday runs to the next working day (UK-wide calendar GB).
+    (
+        "UK ends Sun 24 May 2026; Mon 25 May Spring Bank Holiday -> Tue 26 May",
+        "UK",
+        Right.ACCESS,
+        at(2026, 4, 24),
+        eod(2026, 5, 26),
+    ),
+    (
+        "UK ends Fri 25 Dec 2026 -> past Boxing Day observed Mon 28 Dec -> Tue 29 Dec",
+        "UK",
+        Right.ACCESS,
+        at(2026, 11, 25),
+        eod(2026, 12, 29),
+    ),
+    # EU: several countries, no single holiday calendar: only weekends roll.
+    ("EU ends Tue 17 Mar 2026 (an Irish holiday): no calendar, no roll", "EU", Right.ACCESS, at(2026, 2, 17), eod(2026, 3, 17)),
+    # Indonesia UU 27/2022: 3 x 24 hours for access (32(2)), rectification (30), restriction (41(1)) and
+    # withdrawal of consent (40); the other rights have no statutory period.
+    ("ID access 72 h (Art. 32(2))", "ID", Right.ACCESS, at(2026, 8, 7, 15), at(2026, 8, 10, 15)),
+    ("ID rectification 72 h (Art. 30)", "ID", Right.RECTIFICATION, at(2026, 8, 7, 15), at(2026, 8, 10, 15)),
+    ("ID restriction 72 h (Art. 41(1))", "ID", Right.RESTRICTION, at(2026, 8, 7, 15), at(2026, 8, 10, 15)),
+    ("ID withdrawal of consent 72 h (Art. 40)", "ID", Right.WITHDRAW_CONSENT, at(2026, 8, 7, 15), at(2026, 8, 10, 15)),
+    (
+        "ID 72 h ends on Independence Day 17 Aug 2026: hours never roll",
+        "ID",
+        Right.ACCESS,
+        at(2026, 8, 14, 8),
+        at(2026, 8, 17, 8),
+    ),
+    ("ID erasure: no statutory period -> 30 days", "ID", Right.ERASURE, at(2026, 8, 7, 15), eod(2026, 9, 6)),
+    ("ID objection: no statutory period -> 30 days", "ID", Right.OBJECTION, at(2026, 8, 7, 15), eod(2026, 9, 6)),
+    ("ID portability: no statutory period -> 30 days", "ID", Right.PORTABILITY, at(2026, 8, 7, 15), eod(2026, 9, 6)),
+]
+
+
+@pytest.mark.parametrize(("case", "code", "right", "received", "expected"), CONFORMANCE, ids=[c[0] for c in CONFORMANCE])
+def test_pm_ix_9_conformance_table(rules, case, code, right, received, expected):
+    assert deadlines.compute_due(code, right, received) == expected, case
+
+
+def test_pm_ix_9_us_ca_business_days_skip_the_state_holidays(rules):
+    # Received Fri 13 Feb 2026; Mon 16 Feb is Presidents' Day: 10 business days end Mon 2 Mar, not Fri 27 Feb.
+    assert deadlines.acknowledge_by(_request("US-CA", received=at(2026, 2, 13))) == eod(2026, 3, 2)
+    # The same count for a rule without a holiday calendar skips weekends only.
+    assert deadlines.compute_due("XB", Right.ACCESS, at(2026, 2, 13)) == eod(2026, 2, 27)
+
+
+def test_pm_ix_9_a_rule_may_name_its_own_holiday_calendar(rules):
+    DeadlineRule.objects.filter(jurisdiction__code="EU").update(holiday_calendar="IE")
+    # Tue 17 Mar 2026 is St Patrick's Day in Ireland: the EU row now rolls it to Wed 18 Mar.
+    assert deadlines.compute_due("EU", Right.ACCESS, at(2026, 2, 17)) == eod(2026, 3, 18)
+    assert deadlines.holiday_calendar_code(deadlines.rule_for("EU", Right.ACCESS)) == "IE"
+    assert deadlines.holiday_calendar_code(deadlines.rule_for("US-CA", Right.ACCESS)) == "US-CA"
+    assert deadlines.holiday_calendar_code(deadlines.rule_for("XM", Right.ACCESS)) == ""
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [("XX", "no calendar for the country 'XX'"), ("US-ZZ", "knows no region 'ZZ' of US"), ("GB-ENG", None), ("SG", None)],
+)
+def test_pm_ix_9_an_unknown_holiday_calendar_is_refused(rules, code, error):
+    rule = DeadlineRule.objects.get(jurisdiction__code="SG")
+    rule.holiday_calendar = code
+    if error is None:
+        rule.clean()
+        return
+    with pytest.raises(ValidationError) as caught:
+        rule.clean()
+    assert error in str(caught.value.message_dict["holiday_calendar"])
+
+
+# UK GDPR art. 12A: the month runs from the latest of receipt and the arrival of the identity proof asked for;
+# days awaiting clarification do not count.
+
+
+def _verification_hold(request, start, end=None):
+    return RequestPause.objects.create(
+        request=request, reason=HoldReason.AWAITING_VERIFICATION, stops_clock=True, started_at=start, ended_at=end
+    )
+
+
+def test_pm_ix_9_uk_month_runs_from_the_identity_proof_not_receipt_plus_the_pause(rules):
+    request = _request("UK", received=UK_RECEIVED)  # Tue 14 Apr 2026
+    _verification_hold(request, at(2026, 4, 20, 10), at(2026, 4, 24, 16, 30))
+    # From Fri 24 Apr: Sun 24 May -> Mon 25 May is a bank holiday -> Tue 26 May. ("Receipt + the pause" would
+    # have given Tue 19 May.)
+    assert deadlines.due_for(request) == eod(2026, 5, 26)
+    # The receipt-based reading of the same hold, for comparison (a rule whose clock starts at receipt).
+    assert deadlines.compute_due("XP", Right.ACCESS, UK_RECEIVED, [(at(2026, 4, 20, 10), at(2026, 4, 24, 16, 30))]) == (
+        eod(2026, 5, 14) + datetime.timedelta(days=4, hours=6, minutes=30)
+    )
+
+
+def test_pm_ix_9_uk_month_runs_from_verification_without_a_hold(rules):
+    request = _request("UK", received=UK_RECEIVED, verified_at=at(2026, 5, 1, 9))
+    assert deadlines.due_for(request) == eod(2026, 6, 1)  # Fri 1 May -> Mon 1 Jun
+    # Verified on submission (signed in): the month runs from receipt.
+    assert deadlines.due_for(_request("UK", received=UK_RECEIVED, verified_at=UK_RECEIVED)) == eod(2026, 5, 14)
+
+
+def test_pm_ix_9_uk_an_open_verification_hold_means_the_month_has_not_started(rules):
+    request = _request("UK", received=UK_RECEIVED)
+    _verification_hold(request, at(2026, 4, 15))
+    assert deadlines.due_for(request, now=at(2026, 5, 20)) == eod(2026, 6, 22)  # Sat 20 Jun -> Mon 22 Jun
+
+
+def test_pm_ix_9_uk_clarification_days_do_not_count(rules):
+    request = _request("UK", received=UK_RECEIVED, verified_at=UK_RECEIVED)
+    RequestPause.objects.create(
+        request=request,
+        reason=HoldReason.AWAITING_CLARIFICATION,
+        stops_clock=True,
+        started_at=at(2026, 4, 20, 10),
+        ended_at=at(2026, 4, 22, 9),
+    )
+    # 20, 21 and 22 Apr do not count: Thu 14 May + 3 days -> Sun 17 May -> Mon 18 May.
+    assert deadlines.due_for(request) == eod(2026, 5, 18)
+    # With the extension the same three days move the end: 14 Jul + 3 days -> Fri 17 Jul.
+    request.extensions_used = 1
+    assert deadlines.extended_due_for(request) == eod(2026, 7, 17)
+
+
+def test_pm_ix_9_uk_clarification_days_inside_the_added_stretch_count_too(rules):
+    request = _request("UK", received=at(2026, 3, 2), verified_at=at(2026, 3, 2))  # due Thu 2 Apr without holds
+    for start, end in [(at(2026, 3, 10), at(2026, 3, 10)), (at(2026, 4, 3), at(2026, 4, 6))]:
+        RequestPause.objects.create(
+            request=request, reason=HoldReason.AWAITING_CLARIFICATION, stops_clock=True, started_at=start, ended_at=end
+        )
+    # 10 Mar moves the end to Fri 3 Apr, inside the second hold (3-6 Apr, 4 days): Tue 7 Apr.
+    assert deadlines.due_for(request) == eod(2026, 4, 7)
+
+
+def test_pm_ix_9_uk_a_verification_hold_resumed_through_the_workflow_restarts_the_month(rules):
+    from django.utils import timezone
+
+    from requests import services
+
+    uk = Jurisdiction.objects.get(code="UK")
+    received = timezone.now() - datetime.timedelta(days=20)
+    request = services.rights_request_submit(
+        right=Right.ACCESS, contact_email="someone@example.org", jurisdiction=uk, received_at=received
+    )
+    assert request.due_at == deadlines.roll_to_working_day(
+        deadlines.add_period(received, 1, M), SGT, Roll.BUSINESS_DAY, deadlines.WorkingDays("GB")
+    )
+    services.rights_request_hold(rights_request=request, actor=None, reason=HoldReason.AWAITING_VERIFICATION)
+    services.rights_request_resume(rights_request=request, actor=None)
+    proof_arrived = RequestPause.objects.get(request=request).ended_at
+    request.refresh_from_db()
+    assert request.due_at == deadlines.roll_to_working_day(
+        deadlines.add_period(proof_arrived, 1, M), SGT, Roll.BUSINESS_DAY, deadlines.WorkingDays("GB")
+    )
