@@ -345,6 +345,14 @@ EXPORT_ENCRYPTION_KEY = env.str(
 # Every erasure is also appended here, outside the database, so that `manage.py dsr replay-erasures`
 # can apply it again after a restore from a backup older than the erasure. Keep it on separate storage.
 ERASURE_LOG_PATH = env.str("ERASURE_LOG_PATH", default=str(VAR_DIR / "erasure-log.jsonl"))
+# Rows per erasure batch (one transaction each, with the job's position and lease renewal).
+ERASURE_BATCH_SIZE = env.int("ERASURE_BATCH_SIZE", default=2000)
+# Fulfilment jobs (exports, erasures) hold an owned lease on their request (privacyops.leases): it lasts
+# REQUEST_JOB_LEASE_SECONDS from its last renewal; a build renews it at most every
+# REQUEST_JOB_HEARTBEAT_SECONDS (per table and per megabyte written), an erasure with every batch. A job
+# whose lease ran out is queued again by `resume_stalled_jobs` and its worker, should it still run, stops.
+REQUEST_JOB_LEASE_SECONDS = env.int("REQUEST_JOB_LEASE_SECONDS", default=120)
+REQUEST_JOB_HEARTBEAT_SECONDS = env.float("REQUEST_JOB_HEARTBEAT_SECONDS", default=15)
 
 # --- django-import-export -------------------------------------------------------------------------
 # Its defaults let every staff user import and export and leave formulae live in spreadsheets.

@@ -10,12 +10,15 @@ Design
   with only RETAIN fields (the audit trail, consent proof) is left as it is, "kept by legal duty". Link
   rows outside the registry that cascade from a row that goes (a package's download links, the account's
   group memberships) get a step of their own, scoped through their parent.
-- Batches, holds and kept parents are the engine's (`retention.engine.plan_advance`): the hold check is
-  in the query that picks each batch, a row a held row needs is kept, set-null children are cut with
-  their parent. Nothing is written here that the engine writes for purges.
-- The position lives in the request's job (`requests.jobs`): every batch is one transaction that also
-  stores the position and counts in `job_result` (`job_progress`), so a worker killed mid-way loses at
-  most its batch, and the next claim continues from there.
+- Batches, holds and kept parents are the engine's (`retention.engine.plan_batch`, its public batch step):
+  the hold check is in the query that picks each batch, a row a held row needs is kept, set-null
+  children are cut with their parent, removed rows' files leave storage after commit. Nothing is written
+  here that the engine writes for purges.
+- The position lives in the request's job (`requests.jobs`): every batch is one transaction that first
+  renews the job's owned lease (a conditional UPDATE that also locks the request's row till commit), then
+  runs the batch, then stores the position and counts in `job_result` (`job_progress`). So a worker
+  killed mid-way loses at most its batch and the next claim continues from there, and a worker that lost
+  its lease (it paused past it and another took the job) gets `LeaseLost` before writing a row.
 - Order at the end, in one transaction: the request's own record is excluded from the walk; once the
   walk (account included) is done, the outcome is written, the subject is told (`erasure_done`, to the
   request's contact: the message takes its address when rendered and leaves after commit), the request
@@ -29,7 +32,8 @@ Design
   left, so replaying twice changes nothing the second time.
 
 Invariants
-- Nothing is erased before the request is verified (`_require_verified`) and approved (status fulfilling).
+- Nothing is erased before the request is verified (`verification.require_verified`) and approved
+  (status fulfilling).
 - A held row is never changed (the engine's check, per batch); the outcome lists each hold with its
   reason and the rows it keeps.
 - job_result and the log hold counts, codes, references and keyed hashes only: never an address or name.
@@ -45,6 +49,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connections, models, router, transaction
@@ -52,27 +57,22 @@ from django.db.models import Q
 from django.utils import timezone
 
 from privacyops.audit import audit_record
+from privacyops.leases import LeaseLost, lease_renew
 from privacyops.privacy import Declaration, Erase, registry
 from privacyops.privacy.strategies import erase_updates, pseudonym
 from retention import selectors as retention_selectors
-from retention.engine import (
-    COUNT_KEYS,
-    Plan,
-    _remove_files,
-    _tune_transaction,
-    children_first,
-    plan_advance,
-    reverse_foreign_keys,
-)
+from retention.engine import COUNT_KEYS, Plan, children_first, plan_batch, reverse_foreign_keys
 from retention.models import LegalHold
 
 from .emails import request_email_send
-from .jobs import job_claim, job_fail, job_finish, job_progress
-from .models import JobStatus, RequestEvent, Right, RightsRequest, Status
+from .jobs import JobClaim, job_claim, job_fail, job_finish, job_progress, job_release
+from .models import RequestEvent, Right, RightsRequest, Status
+from .recipients import recipient_notices_create
+from .services import rights_request_close
+from .verification import require_verified
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 2000  # rows per batch; settings.ERASURE_BATCH_SIZE overrides
 LOG_EMAIL_SCOPE = "erasure-log.email"
 DELETE, UPDATE, KEEP = "delete", "update", "keep"
 # RequestEvent is append-only (a PostgreSQL trigger); erasure is the one writer allowed to redact it.
@@ -81,14 +81,6 @@ APPEND_ONLY_TRIGGERS = ("requests.RequestEvent:request_event_append_only",)
 
 class ErasureError(Exception):
     """An erasure that must not start (not verified, not approved, no account)."""
-
-
-class _Stopped(Exception):
-    """The job is no longer ours (another worker, or it ended): stop without writing."""
-
-
-def _batch_size() -> int:
-    return int(getattr(settings, "ERASURE_BATCH_SIZE", BATCH_SIZE))
 
 
 # --- What happens to each model --------------------------------------------------------------------------
@@ -240,12 +232,15 @@ def plan_walk(
     plan: Plan,
     state: dict,
     *,
+    fence: Callable[[], None] | None = None,
     save: Callable[[dict], None] | None = None,
     max_batches: int | None = None,
     dry_run: bool = False,
     atomic: bool = True,
 ) -> bool:
-    """Walk `plan` from `state["position"]`, one transaction per batch that also calls `save(state)`.
+    """Walk `plan` from `state["position"]`, one transaction per batch: `fence()` first (the job's lease
+    renewal, which raises LeaseLost and so rolls the batch back before it wrote), the batch, then
+    `save(state)`.
 
     Returns True when the plan is finished, False when `max_batches` stopped it first. `state["counts"]`
     gathers the engine's counts per model label. With atomic=False the caller's transaction holds it all
@@ -258,17 +253,15 @@ def plan_walk(
     while True:
         block = transaction.atomic(using=using) if atomic else contextlib.nullcontext()
         with block, _ignoring_append_only(using):
-            if atomic:
-                _tune_transaction(using)
-            advance = plan_advance(plan, state["position"], _batch_size(), dry_run=dry_run)
+            if fence is not None:
+                fence()
+            advance = plan_batch(plan, state["position"], settings.ERASURE_BATCH_SIZE, dry_run=dry_run, using=using)
             state["position"] = advance.position
             if advance.counts is not None:
                 _merge(state["counts"], advance.step.label, advance.counts)
                 state["batches"] = state.get("batches", 0) + 1
             if save is not None:
                 save(state)
-            if advance.files and not dry_run:
-                transaction.on_commit(lambda files=advance.files: _remove_files(files), using=using)
         if advance.finished:
             return True
         if advance.counts is not None:
@@ -319,14 +312,8 @@ def outcome_summary(steps, counts: dict, kept_by_duty: dict, holds: list[dict]) 
         row["kept"] += c.get("kept", 0)
     for label, n in kept_by_duty.items():
         if n:
-            bucket(registry.get(_model(label)).category)["legal_duty"] += n
+            bucket(registry.get(apps.get_model(label)).category)["legal_duty"] += n
     return {"categories": dict(sorted(categories.items())), "holds": holds}
-
-
-def _model(label):
-    from django.apps import apps
-
-    return apps.get_model(label)
 
 
 def outcome_text(summary: dict, *, child_report: bool = False) -> str:
@@ -443,41 +430,17 @@ def erasure_preview(*, subject) -> list[dict]:
     return preview
 
 
-def _require_verified(rights_request: RightsRequest) -> None:
-    try:
-        from .verification import require_verified
-    except ImportError:
-        require_verified = None
-    if require_verified is not None:
-        require_verified(rights_request)
-    elif rights_request.verified_at is None:
-        raise ErasureError(f"Request {rights_request.reference} is not verified: nothing is erased before verification.")
-
-
-def _locked_running(request_id: int) -> RightsRequest:
-    locked = RightsRequest.objects.select_for_update().filter(pk=request_id).first()
-    if locked is None or locked.job_status != JobStatus.RUNNING:
-        raise _Stopped(request_id)
-    return locked
-
-
-def _save_job(request_id: int, total: int) -> Callable[[dict], None]:
-    def save(state: dict) -> None:
-        locked = _locked_running(request_id)
-        job_progress(locked, done=state["position"].get("step", 0), total=total, result=state)
-
-    return save
-
-
 def erasure_work(*, request_id: int, max_batches: int | None = None) -> RightsRequest | None:
     """Carry out an approved erasure request (or a confirmed child report) as its job, resuming from the
     position in job_result (PM-IX-2, PM-VIII-2). `max_batches` stops after that many batches and frees
-    the job for the next claim (tests; a worker's time slice)."""
-    rights_request = job_claim(request_id)
-    if rights_request is None:
+    the job for the next claim (tests; a worker's time slice). Returns None when the job is not claimable
+    (another worker's lease is live: this one backs off)."""
+    claim = job_claim(request_id)
+    if claim is None:
         return None
+    rights_request = claim.rights_request
     try:
-        _require_verified(rights_request)
+        require_verified(rights_request)
         if rights_request.status != Status.FULFILLING:
             raise ErasureError(f"Request {rights_request.reference} is not approved for fulfilment.")
         if rights_request.right not in (Right.ERASURE, Right.CHILD_REPORT):
@@ -487,58 +450,67 @@ def erasure_work(*, request_id: int, max_batches: int | None = None) -> RightsRe
             account = rights_request.subject
             if account is None:
                 raise ErasureError(f"Request {rights_request.reference} names no account to erase.")
-            _start(rights_request, account, state)
+            _start(claim, account, state)
         # The account while it exists (its email finds rows kept without an account, such as support mail);
         # once it is gone (the walk's last step) only the finish remains, and its pk and ref suffice.
         who = _account_model().objects.filter(pk=state["subject"]["pk"]).first() or _stand_in(state["subject"])
         steps = subject_steps(who, exclude_request=rights_request.pk)
-        save = _save_job(request_id, len(steps))
-        if not plan_walk(build_plan(steps, who), state, save=save, max_batches=max_batches):
-            RightsRequest.objects.filter(pk=request_id).update(job_lease_until=timezone.now())
+        total = len(steps)
+
+        def save(state: dict) -> None:
+            job_progress(claim, done=state["position"].get("step", 0), total=total, result=state)
+
+        def fence() -> None:
+            lease_renew(claim.lease)
+
+        if not plan_walk(build_plan(steps, who), state, fence=fence, save=save, max_batches=max_batches):
+            job_release(claim)
             return RightsRequest.objects.get(pk=request_id)
-        _finish(request_id, steps, who, state)
-    except _Stopped:
-        logger.info("Erasure job of request %s is no longer ours; stopping", request_id)
+        _finish(claim, steps, who, state)
+    except LeaseLost:
+        logger.warning("Erasure job of request %s: this worker lost the lease; stopping without writing", request_id)
     except Exception as exc:
         logger.exception("Erasure job of request %s failed", request_id)
         with transaction.atomic():
-            failed = RightsRequest.objects.select_for_update().get(pk=request_id)
-            job_fail(failed, error=f"{type(exc).__name__}: {exc}"[:2000])
-            audit_record(
-                actor=None,
-                action="erasure.failed",
-                target=failed,
-                subject=failed.subject_ref,
-                details={"reference": failed.reference, "error": type(exc).__name__},
-            )
+            if job_fail(claim, error=f"{type(exc).__name__}: {exc}"[:2000]):
+                audit_record(
+                    actor=None,
+                    action="erasure.failed",
+                    target=rights_request,
+                    subject=rights_request.subject_ref,
+                    details={"reference": rights_request.reference, "error": type(exc).__name__},
+                )
     return RightsRequest.objects.get(pk=request_id)
 
 
-def _start(rights_request: RightsRequest, account, state: dict) -> None:
+def _start(claim: JobClaim, account, state: dict) -> None:
     """Before the first batch: the log line outside the database, then the job's identifiers and counts of
     what is kept by legal duty (read while the account still finds them)."""
+    rights_request = claim.rights_request
     erasure_log_append(account=account, reference=rights_request.reference)
     state["subject"] = _who(account)
     state["kept_by_duty"] = keep_counts(account)
     state["position"] = {"step": 0, "last_key": None}
     state["counts"] = {}
     with transaction.atomic():
-        locked = _locked_running(rights_request.pk)
-        job_progress(locked, done=0, result=state)
+        job_progress(claim, done=0, result=state)
         audit_record(
             actor=None,
             action="erasure.started",
-            target=locked,
-            subject=locked.subject_ref,
-            details={"reference": locked.reference},
+            target=rights_request,
+            subject=rights_request.subject_ref,
+            details={"reference": rights_request.reference},
         )
 
 
-def _finish(request_id: int, steps, who, state: dict) -> None:
-    """One transaction: outcome, the subject told, the request closed, recipients' tasks, then the
-    request's own record erased (its contact address last), and the job done."""
+def _finish(claim: JobClaim, steps, who, state: dict) -> None:
+    """One transaction, under the lease (renewed first): outcome, the subject told, the request closed,
+    recipients' tasks, then the request's own record erased (its contact address last), and the job done."""
+    request_id = claim.request_id
     with transaction.atomic():
-        locked = _locked_running(request_id)
+        lease_renew(claim.lease)
+        locked = RightsRequest.objects.locked(request_id)
+        claim.rights_request = locked
         # This request's own record is erased last (below) and kept by legal duty like the subject's others.
         own_record = {registry.get(RightsRequest).label: 1}
         kept_by_duty = {**state.get("kept_by_duty", {}), **own_record}
@@ -554,18 +526,12 @@ def _finish(request_id: int, steps, who, state: dict) -> None:
             partial=partial,
             child_report=child,
         )
-        from .services import rights_request_close
-
         # erasure_done (sent above) already tells the subject the outcome: no second "completed" e-mail.
         rights_request_close(rights_request=locked, actor=None, outcome=text, partial=partial, notify=False)
         affected = sorted(
             code for code, c in summary["categories"].items() if (c["erased"] or c["anonymised"]) and code != "links"
         )
-        try:
-            from .recipients import recipient_notices_create
-        except ImportError:
-            recipient_notices_create = None
-        if recipient_notices_create is not None and affected:
+        if affected:
             recipient_notices_create(rights_request=locked, category_codes=affected)
         own_steps = subject_steps(who, only_request=request_id)
         own: dict = {}
@@ -583,7 +549,7 @@ def _finish(request_id: int, steps, who, state: dict) -> None:
             subject=locked.subject_ref,
             details={"reference": locked.reference, "counts": state["counts"], "partial": partial},
         )
-        job_finish(locked, result=result)
+        job_finish(claim, result=result)
         RequestEvent.objects.create(request=locked, kind=RequestEvent.Kind.JOB, details={"job": "erasure", "partial": partial})
 
 

@@ -44,6 +44,15 @@ one snapshot (a REPEATABLE READ transaction on PostgreSQL), so the CSV, the JSON
 
 The ZIP goes to a temporary file, is encrypted chunk by chunk (`requests.crypto`) into default storage, and
 the plaintext is never stored. A package lives EXPORT_PACKAGE_DAYS; then the beat task deletes its file.
+
+One builder at a time (the job's owned lease, `requests.jobs`): the build renews the lease at most every
+REQUEST_JOB_HEARTBEAT_SECONDS, per table and per megabyte written (`_beat`; from inside the read-only
+snapshot over a connection of its own), and while encrypting. Every write to the package's row (created,
+its file's name, ready) happens in a transaction that renews the lease first, so a builder that lost the
+lease (it paused longer than the lease and another worker took the job) gets `LeaseLost` and stops: it
+deletes only its own scratch directory and the file it stored itself. Only the claim that holds the lease
+removes what a dead claim left (packages still `building`, with the file name each recorded before
+storing), before it creates its own; a worker that finds the lease live backs off without touching them.
 """
 
 from __future__ import annotations
@@ -80,10 +89,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from privacyops.audit import audit_record
+from privacyops.leases import LeaseLost
 from privacyops.privacy import registry
 
-from . import crypto, emails, jobs
+from . import crypto, emails, jobs, services
+from .disclosures import disclosures_for
 from .models import DownloadLink, ExportPackage, RequestEvent, Right, RightsRequest
+from .verification import VerificationError, require_verified
 
 logger = logging.getLogger(__name__)
 
@@ -330,6 +342,17 @@ class _ParallelDeflate:
 
 
 _deflate_pool: ContextVar[ThreadPoolExecutor | None] = ContextVar("export_deflate_pool", default=None)
+# The job being built (None for `package_write_plain`), and whether the build reads inside the read-only
+# snapshot it opened itself (then the lease is renewed over another connection).
+_building: ContextVar[jobs.JobClaim | None] = ContextVar("export_building", default=None)
+_in_snapshot: ContextVar[bool] = ContextVar("export_in_snapshot", default=False)
+
+
+def _beat() -> None:
+    """Renew the build's lease when the heartbeat interval has passed; raises LeaseLost when it was lost."""
+    claim = _building.get()
+    if claim is not None:
+        jobs.job_heartbeat(claim, separate_connection=_in_snapshot.get())
 
 
 class _Member:
@@ -346,6 +369,7 @@ class _Member:
         self._manifest = manifest
 
     def write(self, data) -> None:
+        _beat()
         self.sha.update(data)
         self.size += len(data)
         self._fp.write(data)
@@ -548,14 +572,7 @@ def _not_personal_meaning(table: Table, name: str) -> str:
 def _disclosures(subject) -> list[dict]:
     if subject.subject_ref is None:  # disclosures name a subject by subject_ref: none without an account
         return []
-    try:
-        from .disclosures import disclosures_for
-    except ImportError:  # the disclosure log's module lands separately; the model is enough to read it
-        from .models import Disclosure
-
-        rows = Disclosure.objects.filter(subject_ref=subject.subject_ref).prefetch_related("categories")
-    else:
-        rows = disclosures_for(subject_ref=subject.subject_ref)
+    rows = disclosures_for(subject_ref=subject.subject_ref)
     return [
         {
             "authority": d.authority,
@@ -653,7 +670,11 @@ def _snapshot():
         with transaction.atomic():
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            yield
+            token = _in_snapshot.set(True)
+            try:
+                yield
+            finally:
+                _in_snapshot.reset(token)
     else:
         yield
 
@@ -675,6 +696,7 @@ def _build_members(archive: zipfile.ZipFile, *, subject, rights_request=None) ->
         tables = subject_tables(subject)
         writer = _write_table_postgresql if connection.vendor == "postgresql" else _write_table_orm
         for table in tables:
+            _beat()
             writer(archive, table, manifest)
             result.counts[table.label] = table.rows
             result.rows += table.rows
@@ -729,19 +751,11 @@ def package_write_plain(*, subject, out, rights_request=None) -> dict:
 
 
 def _require_verified(rights_request: RightsRequest) -> None:
-    """No data leaves before verification (PM-IX-9)."""
+    """No data leaves before verification (PM-IX-9): the one gate, `verification.require_verified`."""
     try:
-        from .verification import VerificationError, require_verified
-    except ImportError:
-        if rights_request.verified_at is None:
-            raise ExportError(f"Request {rights_request.reference} is not verified: nothing leaves before it is.") from None
-        if rights_request.requester == "agent" and rights_request.agent_verified_at is None:
-            raise ExportError(f"The agent's authority for {rights_request.reference} is not verified.") from None
-    else:
-        try:
-            require_verified(rights_request)
-        except VerificationError as error:
-            raise ExportError(str(error)) from None
+        require_verified(rights_request)
+    except VerificationError as error:
+        raise ExportError(str(error)) from None
 
 
 def _portal_url(rights_request: RightsRequest) -> str:
@@ -755,12 +769,16 @@ def _portal_url(rights_request: RightsRequest) -> str:
 
 def export_package_work(*, request_id: int) -> ExportPackage | None:
     """The `exports` queue's job: build, encrypt and store the package of an approved access or portability
-    request, tell the subject, close the request. A worker that stopped leaves the request's job queued
-    again (`jobs_resume_stalled`); the rerun starts the package over (a half-built ZIP is worth nothing)."""
-    rights_request = jobs.job_claim(request_id)
-    if rights_request is None:
+    request, tell the subject, close the request (PM-IX-1, PM-IX-4). Returns None when the job is not
+    claimable (a live lease: another worker builds it; this one backs off) or the lease was lost mid-way.
+    A worker that stopped leaves the job to `jobs_resume_stalled`; the next claim starts the package over
+    (a half-built ZIP is worth nothing), after removing what the stopped claim left."""
+    claim = jobs.job_claim(request_id)
+    if claim is None:
         return None
+    rights_request = claim.rights_request
     package = None
+    stored: list[str] = []  # the file this claim put in storage, the only one it may delete on LeaseLost
     try:
         _require_verified(rights_request)
         subject = rights_request.subject
@@ -769,64 +787,95 @@ def export_package_work(*, request_id: int) -> ExportPackage | None:
             subject = NoAccount(email=rights_request.contact_email, rights_request=rights_request)
         if rights_request.right not in EXPORT_RIGHTS:
             raise ExportError(f"Request {rights_request.reference} is not an access or portability request.")
-        now = timezone.now()
-        # A rerun after a stopped worker: the earlier attempt's unfinished package goes.
-        for stale in rights_request.packages.filter(status=ExportPackage.Status.BUILDING):
-            stale.delete()
-        package = ExportPackage.objects.create(
-            request=rights_request, created_at=now, expires_at=now + datetime.timedelta(days=settings.EXPORT_PACKAGE_DAYS)
-        )
-        jobs.job_progress(rights_request, done=0, total=1)
-        result, encrypted = _build_encrypted(package, subject=subject, rights_request=rights_request)
-        _package_ready(rights_request, package, result, encrypted)
+        package = _package_start(claim)
+        token = _building.set(claim)
+        try:
+            result, encrypted = _build_encrypted(package, claim=claim, subject=subject, stored=stored)
+        finally:
+            _building.reset(token)
+        _package_ready(claim, package, result, encrypted)
+    except LeaseLost:
+        logger.warning("Export of request %s: this worker lost the job's lease; stopping without writing", request_id)
+        for name in stored:
+            default_storage.delete(name)
+        return None
     except Exception as error:
         logger.exception("export package of request %s failed", request_id)
         with transaction.atomic():
-            if package is not None:
-                ExportPackage.objects.filter(pk=package.pk).update(status=ExportPackage.Status.FAILED)
-            jobs.job_fail(rights_request, error=str(error)[:2000])
-            RequestEvent.objects.create(
-                request=rights_request,
-                kind=RequestEvent.Kind.JOB,
-                message="Export package failed.",
-                details={"error": type(error).__name__},
-            )
-            audit_record(
-                actor=None,
-                action="rights_request.package_failed",
-                target=rights_request,
-                subject=rights_request.subject_ref,
-                details={"reference": rights_request.reference, "error": type(error).__name__},
-            )
+            if jobs.job_fail(claim, error=str(error)[:2000]):
+                if package is not None:
+                    ExportPackage.objects.filter(pk=package.pk).update(status=ExportPackage.Status.FAILED)
+                RequestEvent.objects.create(
+                    request=rights_request,
+                    kind=RequestEvent.Kind.JOB,
+                    message="Export package failed.",
+                    details={"error": type(error).__name__},
+                )
+                audit_record(
+                    actor=None,
+                    action="rights_request.package_failed",
+                    target=rights_request,
+                    subject=rights_request.subject_ref,
+                    details={"reference": rights_request.reference, "error": type(error).__name__},
+                )
         if isinstance(error, ExportError):
             return package
         raise
     return package
 
 
-def _build_encrypted(package: ExportPackage, *, subject, rights_request) -> tuple[BuildResult, dict]:
+def _package_start(claim: jobs.JobClaim) -> ExportPackage:
+    """Under the lease (renewed first, so the request's row is locked till commit): remove what earlier,
+    dead claims left (packages still building and the files they recorded), then create this claim's."""
+    rights_request = claim.rights_request
+    now = timezone.now()
+    with transaction.atomic():
+        jobs.job_progress(claim, done=0, total=1)
+        stale = list(rights_request.packages.filter(status=ExportPackage.Status.BUILDING).values_list("pk", "file"))
+        if stale:
+            logger.info("Export of request %s: removing %s package(s) a stopped claim left", rights_request.pk, len(stale))
+            ExportPackage.objects.filter(pk__in=[pk for pk, _ in stale]).delete()
+            for name in (name for _, name in stale if name):
+                transaction.on_commit(lambda name=name: default_storage.delete(name), robust=True)
+        package = ExportPackage.objects.create(
+            request=rights_request, created_at=now, expires_at=now + datetime.timedelta(days=settings.EXPORT_PACKAGE_DAYS)
+        )
+    return package
+
+
+def _build_encrypted(package: ExportPackage, *, claim: jobs.JobClaim, subject, stored: list[str]) -> tuple[BuildResult, dict]:
+    rights_request = claim.rights_request
     with tempfile.TemporaryDirectory(prefix="export-") as scratch:
         plain = Path(scratch) / "package.zip"
         with zipfile.ZipFile(plain, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=DEFLATE_LEVEL) as archive:
             result = _build(archive, subject=subject, rights_request=rights_request)
         sealed = Path(scratch) / "package.bin"
         with open(sealed, "wb") as out:
-            encrypted = crypto.encrypt_file(plain, out)
+            encrypted = crypto.encrypt_file(plain, out, on_chunk=_beat)
         plain.unlink()  # the plaintext ZIP goes as soon as its encrypted copy exists
+        name = package.file.field.generate_filename(
+            package, f"{rights_request.reference}-{package.pk}-{secrets.token_hex(8)}.zip.enc"
+        )
+        # The name is on the row before the file is in storage: should this worker die in between, the
+        # next claim knows which file the dead claim's package would have had.
+        with transaction.atomic():
+            jobs.job_progress(claim, done=0)
+            ExportPackage.objects.filter(pk=package.pk).update(file=name)
         with open(sealed, "rb") as source:
-            package.file.save(f"{rights_request.reference}-{package.pk}-{secrets.token_hex(8)}.zip.enc", File(source), save=False)
+            package.file.name = default_storage.save(name, File(source), max_length=package.file.field.max_length)
+        stored.append(package.file.name)
     return result, encrypted
 
 
-def _package_ready(rights_request: RightsRequest, package: ExportPackage, result: BuildResult, encrypted: dict) -> None:
-    from . import services
-
+def _package_ready(claim: jobs.JobClaim, package: ExportPackage, result: BuildResult, encrypted: dict) -> None:
+    rights_request = claim.rights_request
     outcome = (
         f"We prepared a copy of your data: {result.rows} records in {len(result.counts)} tables "
         f"({result.files} files). Download it from your request's page until "
         f"{timezone.localtime(package.expires_at):%d %B %Y}."
     )
     with transaction.atomic():
+        jobs.job_progress(claim, done=1, total=1)  # first: still ours, and the request locked till commit
         package.status = ExportPackage.Status.READY
         package.size_bytes = encrypted["plain_bytes"]
         package.sha256 = encrypted["plain_sha256"]
@@ -854,7 +903,7 @@ def _package_ready(rights_request: RightsRequest, package: ExportPackage, result
             for_account=rights_request.subject_id is not None,
             link_minutes=settings.EXPORT_LINK_MINUTES,
         )
-        jobs.job_finish(rights_request, result={**summary, "counts": result.counts})
+        jobs.job_finish(claim, result={**summary, "counts": result.counts})
         try:
             with transaction.atomic():
                 services.rights_request_close(rights_request=rights_request, actor=None, outcome=outcome)

@@ -1,22 +1,35 @@
 """Fulfilment jobs of rights requests: their state lives on the request, not in the broker.
 
 An approved access, portability or erasure request gets one job (`fulfilment_queue`, called by the
-approval inside its transaction; the task is queued on commit). A worker claims it under a lease
-(`job_claim`), renews the lease with every progress report (`job_progress`), and ends it with
-`job_finish` or `job_fail`. The work functions (`requests.exports`, `requests.erasure`) keep their
-position in `job_result`, so a worker killed mid-way loses at most the batch it was in: every minute or
-so `jobs_resume_stalled` queues again the jobs whose lease ran out or that never started, and the next
-claim continues from that position. Claims take a row lock, so two workers never run one job.
+approval inside its transaction; the task is queued on commit). A worker claims it under an owned lease
+(`job_claim`, privacyops.leases: a token of its own, REQUEST_JOB_LEASE_SECONDS long), renews it while it
+works (`job_heartbeat` during an export's build, `job_progress` with every erasure batch), and ends it
+with `job_finish` or `job_fail`. Each of these is a conditional UPDATE on the request's row that matches
+only while this claim holds the lease and the job is running, so a worker that lost its lease (it paused
+longer than the lease, and another worker took the job) gets `LeaseLost` at its next renewal and stops
+before writing. A worker that finds a live lease backs off (`job_claim` returns None).
+
+The work functions (`requests.exports`, `requests.erasure`) keep their position in `job_result`, so a
+worker killed mid-way loses at most the batch it was in: every two minutes `jobs_resume_stalled` queues
+again the jobs whose lease ran out or that never started, and the next claim continues from there.
 """
 
 from __future__ import annotations
 
 import datetime
+import logging
+from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from privacyops.leases import Lease, LeaseColumns, lease_heartbeat, lease_release, lease_renew, lease_take
+
 from .models import JobStatus, Right, RightsRequest
+
+logger = logging.getLogger(__name__)
 
 JOB_RIGHTS = {
     Right.ACCESS: "export",
@@ -24,7 +37,7 @@ JOB_RIGHTS = {
     Right.ERASURE: "erasure",
     Right.CHILD_REPORT: "erasure",  # the outcome of a confirmed report is the erasure of that account
 }
-LEASE = datetime.timedelta(minutes=2)
+LEASE_COLUMNS = LeaseColumns(owner="job_lease_owner", until="job_lease_until")
 QUEUED_GRACE = datetime.timedelta(minutes=5)  # a queued job no worker took by then is queued again
 
 
@@ -45,6 +58,7 @@ def fulfilment_queue(*, rights_request: RightsRequest) -> bool:
         job_total=0,
         job_result={},
         job_error="",
+        job_lease_owner="",
         job_lease_until=None,
         job_started_at=None,
         job_finished_at=None,
@@ -62,64 +76,110 @@ def _dispatch(kind: str, request_id: int) -> None:
     (tasks.export_package_build if kind == "export" else tasks.erasure_run).delay(request_id)
 
 
-def job_claim(request_id: int, *, now: datetime.datetime | None = None) -> RightsRequest | None:
-    """Take the job for this worker: the request locked, its status running, its lease renewed. None when
-    it is not claimable (done, failed, never queued, or another worker holds a live lease)."""
-    now = now or timezone.now()
-    with transaction.atomic():
-        rights_request = RightsRequest.objects.select_for_update().filter(pk=request_id).first()
-        if rights_request is None or rights_request.job_status not in (JobStatus.QUEUED, JobStatus.RUNNING):
-            return None
-        lease = rights_request.job_lease_until
-        if rights_request.job_status == JobStatus.RUNNING and lease is not None and lease > now:
-            return None
-        rights_request.job_status = JobStatus.RUNNING
-        rights_request.job_lease_until = now + LEASE
-        rights_request.job_started_at = rights_request.job_started_at or now
-        rights_request.save(update_fields=["job_status", "job_lease_until", "job_started_at", "updated_at"])
-    return rights_request
+@dataclass
+class JobClaim:
+    """A worker's claim on one request's job: the request as it was claimed, and the lease to renew."""
+
+    rights_request: RightsRequest
+    lease: Lease
+
+    @property
+    def request_id(self) -> int:
+        return self.rights_request.pk
 
 
-def job_progress(rights_request: RightsRequest, *, done: int, total: int | None = None, result: dict | None = None) -> None:
-    """Record how far the job got (inside the work's own transaction, so position and work commit together)
-    and renew the lease."""
-    rights_request.job_done = done
-    fields = ["job_done", "job_lease_until", "updated_at"]
-    if total is not None:
-        rights_request.job_total = total
-        fields.append("job_total")
-    if result is not None:
-        rights_request.job_result = result
-        fields.append("job_result")
-    rights_request.job_lease_until = timezone.now() + LEASE
-    rights_request.save(update_fields=fields)
-
-
-def job_finish(rights_request: RightsRequest, *, result: dict) -> None:
+def job_claim(request_id: int, *, worker: str | None = None) -> JobClaim | None:
+    """Take the job's lease for a new claim and mark it running (one conditional UPDATE). None when it is
+    not claimable: done, failed, never queued, or another claim holds a live lease (the caller backs off:
+    it builds nothing and deletes nothing)."""
     now = timezone.now()
-    rights_request.job_status = JobStatus.DONE
-    rights_request.job_result = result
-    rights_request.job_finished_at = now
-    rights_request.job_lease_until = None
-    rights_request.job_done = max(rights_request.job_done, rights_request.job_total)
-    rights_request.save(
-        update_fields=["job_status", "job_result", "job_finished_at", "job_lease_until", "job_done", "updated_at"]
+    lease = lease_take(
+        RightsRequest,
+        request_id,
+        columns=LEASE_COLUMNS,
+        seconds=settings.REQUEST_JOB_LEASE_SECONDS,
+        heartbeat_seconds=settings.REQUEST_JOB_HEARTBEAT_SECONDS,
+        claimable=Q(job_status__in=(JobStatus.QUEUED, JobStatus.RUNNING)),
+        still=Q(job_status=JobStatus.RUNNING),
+        worker=worker,
+        values={"job_status": JobStatus.RUNNING, "updated_at": now},
     )
+    if lease is None:
+        logger.info("Job of request %s is not claimable (finished, not queued, or held by a live lease)", request_id)
+        return None
+    RightsRequest.objects.filter(pk=request_id, job_started_at__isnull=True).update(job_started_at=now)
+    return JobClaim(RightsRequest.objects.get(pk=request_id), lease)
 
 
-def job_fail(rights_request: RightsRequest, *, error: str) -> None:
-    rights_request.job_status = JobStatus.FAILED
-    rights_request.job_error = error
-    rights_request.job_finished_at = timezone.now()
-    rights_request.job_lease_until = None
-    rights_request.save(update_fields=["job_status", "job_error", "job_finished_at", "job_lease_until", "updated_at"])
+def _mirror(claim: JobClaim, values: dict) -> None:
+    for name, value in values.items():
+        setattr(claim.rights_request, name, value)
+    claim.rights_request.job_lease_until = claim.lease.until
+
+
+def job_progress(claim: JobClaim, *, done: int, total: int | None = None, result: dict | None = None) -> None:
+    """Record how far the job got and renew the lease, in one conditional UPDATE inside the work's own
+    transaction (position and work commit together). Raises LeaseLost when the claim lost the job."""
+    values = {"job_done": done, "updated_at": timezone.now()}
+    if total is not None:
+        values["job_total"] = total
+    if result is not None:
+        values["job_result"] = result
+    lease_renew(claim.lease, **values)
+    _mirror(claim, values)
+
+
+def job_heartbeat(claim: JobClaim, *, separate_connection: bool = False) -> None:
+    """Renew the lease if REQUEST_JOB_HEARTBEAT_SECONDS have passed since the last renewal (cheap enough to
+    call per table and per chunk). Raises LeaseLost when the claim lost the job. `separate_connection` for
+    a caller inside a read-only snapshot (see privacyops.leases.lease_renew)."""
+    if lease_heartbeat(claim.lease, separate_connection=separate_connection):
+        claim.rights_request.job_lease_until = claim.lease.until
+
+
+def job_release(claim: JobClaim) -> None:
+    """Give the lease up with the job still running (a time slice used up): the next claim continues."""
+    lease_release(claim.lease)
+    claim.rights_request.job_lease_owner, claim.rights_request.job_lease_until = "", None
+
+
+def job_finish(claim: JobClaim, *, result: dict) -> None:
+    """The job is done: status, result and the lease released, in one conditional UPDATE (call it in the
+    transaction of the job's last writes). Raises LeaseLost, rolling them back, when the claim lost it."""
+    rights_request = claim.rights_request
+    now = timezone.now()
+    values = {
+        "job_status": JobStatus.DONE,
+        "job_result": result,
+        "job_finished_at": now,
+        "job_done": max(rights_request.job_done, rights_request.job_total),
+        "updated_at": now,
+    }
+    lease_release(claim.lease, require=True, **values)
+    _mirror(claim, values)
+    rights_request.job_lease_owner, rights_request.job_lease_until = "", None
+
+
+def job_fail(claim: JobClaim, *, error: str) -> bool:
+    """Mark the job failed and release the lease, if this claim still holds it. Returns whether it did:
+    a claim that lost the job leaves it to the claim that took it."""
+    now = timezone.now()
+    values = {"job_status": JobStatus.FAILED, "job_error": error, "job_finished_at": now, "updated_at": now}
+    if not lease_release(claim.lease, require=False, **values):
+        return False
+    _mirror(claim, values)
+    claim.rights_request.job_lease_owner, claim.rights_request.job_lease_until = "", None
+    return True
 
 
 def jobs_resume_stalled(*, now: datetime.datetime | None = None) -> int:
-    """Queue again every job whose worker stopped (lease run out) or that no worker took; returns how many."""
+    """Queue again every job whose worker stopped (lease run out, or released between time slices) or that
+    no worker took; returns how many. A job whose lease is live is left alone: its worker is working."""
     now = now or timezone.now()
-    stalled = RightsRequest.objects.filter(job_status=JobStatus.RUNNING, job_lease_until__lt=now) | RightsRequest.objects.filter(
-        job_status=JobStatus.QUEUED, updated_at__lt=now - QUEUED_GRACE
+    stalled = RightsRequest.objects.filter(
+        Q(job_status=JobStatus.RUNNING, job_lease_until__isnull=True)
+        | Q(job_status=JobStatus.RUNNING, job_lease_until__lt=now)
+        | Q(job_status=JobStatus.QUEUED, updated_at__lt=now - QUEUED_GRACE)
     )
     count = 0
     for request_id, right in stalled.values_list("pk", "right"):

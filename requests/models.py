@@ -280,13 +280,15 @@ class RightsRequest(models.Model):
         editable=False,
         help_text="The staff member who logged it; empty when the requester submitted it.",
     )
-    # The fulfilment job (export, erasure ...): its state, progress for the workbench's bar, a lease so a
-    # stalled worker's job can be resumed, and its result (the export's counts, the erasure's outcome).
+    # The fulfilment job (export, erasure ...): its state, progress for the workbench's bar, an owned lease
+    # (privacyops.leases: the claim's token and until when it holds) so that one worker at a time works on
+    # it and a stalled worker's job can be resumed, and its result (the export's counts, the erasure's outcome).
     job_status = models.CharField(max_length=10, choices=JobStatus.choices, blank=True, editable=False)
     job_done = models.PositiveBigIntegerField(default=0, editable=False)
     job_total = models.PositiveBigIntegerField(default=0, editable=False)
     job_started_at = models.DateTimeField(null=True, blank=True, editable=False)
     job_finished_at = models.DateTimeField(null=True, blank=True, editable=False)
+    job_lease_owner = models.CharField(max_length=200, blank=True, editable=False)
     job_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
     job_result = models.JSONField(default=dict, blank=True, editable=False)
     job_error = models.TextField(blank=True, editable=False)

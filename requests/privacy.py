@@ -75,6 +75,7 @@ privacy.register(
         "job_total",
         "job_started_at",
         "job_finished_at",
+        "job_lease_owner",
         "job_lease_until",
         "job_result",
         "job_error",
