@@ -52,6 +52,17 @@ def test_every_clause_of_the_policy_map_is_named_by_a_test():
     )
 
 
+def test_every_clause_a_test_names_is_in_the_map():
+    # A typo (pm_ix_10) would otherwise count as proving a clause that does not exist, and prove none that does.
+    clauses = set(clauses_in_map(POLICY_MAP.read_text()))
+    unknown = {
+        f"{name} ({', '.join(files)})": sorted(clauses_named_by(name) - clauses)
+        for name, files in collected_test_names().items()
+        if clauses_named_by(name) - clauses
+    }
+    assert not unknown, f"These tests name clauses {POLICY_MAP.name} does not have: {unknown}"
+
+
 def test_the_map_lists_every_section_of_the_policy():
     # A map the parser misread (a changed table layout) would make the check above pass vacuously.
     clauses = clauses_in_map(POLICY_MAP.read_text())
