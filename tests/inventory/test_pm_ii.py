@@ -6,6 +6,8 @@ test_register_matches_policy.py for the whole table at once)."""
 import pytest
 
 from consents.decisions import is_processing_allowed
+from consents.services import consent_set, restriction_place
+from inventory.models import Purpose
 from tests.factories.accounts import UserFactory
 from tests.factories.chat import (
     AccessLogFactory,
@@ -15,6 +17,7 @@ from tests.factories.chat import (
     SupportMessageFactory,
     UsageEventFactory,
 )
+from tests.factories.inventory import staff_in_role
 from tests.inventory.pm import package_of
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("seeded")]
@@ -63,8 +66,6 @@ def test_pm_ii_1_singapore_adds_deemed_consent_for_the_contract_to_the_contract_
 
 
 def test_pm_ii_1_providing_the_service_needs_no_consent_and_a_refused_marketing_consent_does_not_stop_it():
-    from consents.services import consent_set
-
     subject = UserFactory(country="DE")
     assert is_processing_allowed(subject, "provide-service").allowed
     consent_set(subject=subject, choices={"marketing-communications": False}, method="portal")
@@ -98,10 +99,6 @@ def test_pm_ii_3_in_china_security_rests_on_the_contract_and_legal_duty_not_on_l
 
 
 def test_pm_ii_3_security_processing_goes_on_without_consent_but_stops_under_an_objection():
-    from consents.services import restriction_place
-    from inventory.models import Purpose
-    from tests.factories.inventory import staff_in_role
-
     subject = UserFactory(country="DE")
     assert is_processing_allowed(subject, "fraud-prevention-security").allowed
     restriction_place(
