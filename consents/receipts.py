@@ -8,7 +8,12 @@ exact notice text, is the record that does not change. The specification has no 
 answer was (it was written for consents given), so the ledger's own facts -- the action, the notice
 version and hash, the policy version, the place in the hash chain -- travel in one extension member,
 `x-privacyops`, which our schema allows and a reader that follows only the specification ignores
-(docs/consents.md says why).
+(docs/consents.md says why); the official schema leaves every object open, so it allows it too.
+
+Every receipt passes two schemas: the Kantara Initiative's published v1.1 schema (vendored, with its
+source noted) and ours, which adds what the specification's prose requires and closes every object. The
+controller's own name, address, e-mail and phone come from `inventory.ropa.controller_details()`, the same
+place the record of processing reads.
 """
 
 from __future__ import annotations
@@ -23,12 +28,16 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db.models import Q
 
+from inventory.ropa import controller_details
 from retention.periods import parse_period
 
 from .models import ConsentEvent, ConsentPurpose, CookieInventory, VisitorLink
 
 RECEIPT_VERSION = "KI-CR-v1.1.0"
 RECEIPT_SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "kantara-consent-receipt-v1.1.schema.json"
+# The schema the Kantara Initiative publishes for v1.1 (draft-04), vendored unchanged but for its two comment
+# lines (see kantara-consent-receipt-v1.1.official.SOURCE.md): every receipt must pass it as well as ours.
+OFFICIAL_SCHEMA_PATH = RECEIPT_SCHEMA_PATH.with_name("kantara-consent-receipt-v1.1.official.schema.json")
 EXTENSION = "x-privacyops"
 
 Method = ConsentEvent.Method
@@ -50,23 +59,32 @@ EXPLICIT_METHODS = frozenset({Method.SIGNUP, Method.BANNER, Method.PORTAL, Metho
 
 @cache
 def receipt_schema() -> dict:
-    """The JSON Schema (draft 2020-12) every receipt validates against."""
+    """Our JSON Schema (draft 2020-12) for receipts: the official one's rules, with every object closed."""
     return json.loads(RECEIPT_SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+@cache
+def official_receipt_schema() -> dict:
+    """The Kantara Initiative's own JSON Schema for v1.1 (draft-04)."""
+    return json.loads(OFFICIAL_SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
 def _service_name() -> str:
     return getattr(settings, "CONSENT_SERVICE_NAME", "Qwen Chat")
 
 
-def _controller() -> dict:
+def _controller(details: dict) -> dict:
+    """The controller's own name, postal address (an object, as the official schema requires, in the
+    specification example's streetAddress/addressCountry shape), e-mail and telephone; `contact` names
+    whom to write to about the processing, our DPO."""
     parts = urlsplit(settings.POLICY_URL)
     return {
-        "piiController": settings.CONTROLLER_NAME,
+        "piiController": details["name"],
         "onBehalf": False,
-        "contact": settings.DPO_NAME,
-        "address": settings.DPO_POSTAL_ADDRESS,
-        "email": settings.DPO_EMAIL,
-        "phone": getattr(settings, "DPO_PHONE", ""),
+        "contact": details["dpo"]["name"],
+        "address": {"streetAddress": details["address"], "addressCountry": details["address_country"]},
+        "email": details["email"],
+        "phone": details["phone"],
         "piiControllerUrl": f"{parts.scheme}://{parts.netloc}/",
     }
 
@@ -132,6 +150,7 @@ def receipt_for(event: ConsentEvent, *, _facts: dict | None = None) -> dict:
     """The Kantara Consent Receipt v1.1.0 for one ledger event, as a JSON-ready dict."""
     purpose = event.purpose
     facts = _facts if _facts is not None else _purpose_facts(purpose)
+    controller = controller_details()
     notice = f"notice version {event.notice_version}, SHA-256 {event.notice_sha256}" if event.notice_sha256 else "no notice text"
     receipt = {
         "version": RECEIPT_VERSION,
@@ -141,7 +160,7 @@ def receipt_for(event: ConsentEvent, *, _facts: dict | None = None) -> dict:
         "consentReceiptID": str(event.receipt_id),
         "language": event.language or "en",
         "piiPrincipalId": str(event.subject_ref) if event.subject_ref else f"visitor:{event.visitor_id}",
-        "piiControllers": [_controller()],
+        "piiControllers": [_controller(controller)],
         "policyUrl": settings.POLICY_URL,
         "services": [
             {
@@ -169,6 +188,12 @@ def receipt_for(event: ConsentEvent, *, _facts: dict | None = None) -> dict:
             "gpc": event.gpc,
             "chainSeq": event.seq,
             "eventHash": event.hash,
+            # The DPO's own contact (the controller's is in piiControllers), as the policy publishes it.
+            "dpo": {
+                "name": controller["dpo"]["name"],
+                "email": controller["dpo"]["email"],
+                "postalAddress": controller["dpo"]["postal_address"],
+            },
         },
     }
     return receipt

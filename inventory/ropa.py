@@ -37,6 +37,27 @@ PURPOSE_ORDER = (Case(When(kind=Purpose.Kind.MAIN, then=Value(0)), default=Value
 CONTENT_TYPES = {"csv": "text/csv", "json": "application/json", "jsonld": "application/ld+json"}
 
 
+def controller_details() -> dict:
+    """The controller's name and own contact details, its representative's and its DPO's (GDPR Art.
+    30(1)(a)), from settings: the one place the record of processing and the consent receipts
+    (`consents.receipts`) take them from, so the two always name the same controller the same way."""
+    return {
+        "name": settings.CONTROLLER_NAME,
+        "address": settings.CONTROLLER_ADDRESS,
+        "address_country": settings.CONTROLLER_ADDRESS_COUNTRY,
+        "email": settings.CONTROLLER_EMAIL,
+        "phone": settings.CONTROLLER_PHONE,
+        "country": settings.CONTROLLER_COUNTRY,
+        "representative": settings.CONTROLLER_REPRESENTATIVE or None,
+        "representative_contact": settings.CONTROLLER_REPRESENTATIVE_CONTACT or None,
+        "dpo": {
+            "name": settings.DPO_NAME,
+            "email": settings.DPO_EMAIL,
+            "postal_address": settings.DPO_POSTAL_ADDRESS,
+        },
+    }
+
+
 # Art. 30(1)(f) comes from the retention app's rules. This module may not import that app (it depends on
 # the register, not the reverse), so the app registers a source at start-up: a callable returning, per
 # category code, {"text": the (f) line, "rules": [plain dicts]}. Without one, every category is "not set".
@@ -257,15 +278,7 @@ def record_of_processing() -> dict:
     return {
         "title": "Record of processing activities (GDPR Art. 30(1))",
         "generated_at": timezone.now().isoformat(timespec="seconds"),
-        "controller": {
-            "name": settings.CONTROLLER_NAME,
-            "representative": settings.CONTROLLER_REPRESENTATIVE or None,
-            "dpo": {
-                "name": settings.DPO_NAME,
-                "email": settings.DPO_EMAIL,
-                "postal_address": settings.DPO_POSTAL_ADDRESS,
-            },
-        },
+        "controller": controller_details(),
         "purposes": purpose_rows,
         "data_categories": data_categories,
         "recipient_categories": recipient_categories,

@@ -160,6 +160,17 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # --- The controller's identity (PM-XI-1), used in documents, emails and the Art. 30 record -----------
 CONTROLLER_NAME = env.str("CONTROLLER_NAME", default="Alibaba Cloud (Singapore) Private Limited")
 CONTROLLER_REPRESENTATIVE = env.str("CONTROLLER_REPRESENTATIVE", default="")
+CONTROLLER_REPRESENTATIVE_CONTACT = env.str("CONTROLLER_REPRESENTATIVE_CONTACT", default="")
+# The controller's own contact details (GDPR Art. 30(1)(a); the Kantara receipt's piiControllers), read
+# through inventory.ropa.controller_details(). The policy gives one postal address (care of the Hong Kong
+# office) and one e-mail address, and no telephone number.
+CONTROLLER_ADDRESS = env.str(
+    "CONTROLLER_ADDRESS", default="c/o 26/F, Tower One, Times Square, 1 Matheson Street, Causeway Bay, Hong Kong"
+)
+CONTROLLER_ADDRESS_COUNTRY = env.str("CONTROLLER_ADDRESS_COUNTRY", default="HK")
+CONTROLLER_EMAIL = env.str("CONTROLLER_EMAIL", default="DPO_qwenlm-intl@service.alibaba.com")
+CONTROLLER_PHONE = env.str("CONTROLLER_PHONE", default="")
+CONTROLLER_COUNTRY = env.str("CONTROLLER_COUNTRY", default="SG")
 DPO_NAME = env.str("DPO_NAME", default="Data Protection Officer")
 DPO_EMAIL = env.str("DPO_EMAIL", default="DPO_qwenlm-intl@service.alibaba.com")
 DPO_POSTAL_ADDRESS = env.str(

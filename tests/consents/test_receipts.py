@@ -1,5 +1,6 @@
-"""Kantara Consent Receipts v1.1.0 (issue 4 §6, PM-0-2): one per ledger event, each valid against the JSON
-Schema we wrote from the specification, and the schema refuses receipts that break it."""
+"""Kantara Consent Receipts v1.1.0 (issue 4 §6, issue 11 §4, PM-0-2): one per ledger event, each valid
+against the Kantara Initiative's own published v1.1 JSON Schema (vendored) and against the stricter one we
+wrote from the specification, and both refuse receipts that break them."""
 
 import copy
 import json
@@ -7,11 +8,11 @@ import uuid
 
 import pytest
 from django.test import override_settings
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft4Validator, Draft202012Validator, FormatChecker
 
 from consents.ledger import consent_record, visitor_link
 from consents.models import CookieInventory
-from consents.receipts import RECEIPT_SCHEMA_PATH, receipt_for, receipts_for
+from consents.receipts import OFFICIAL_SCHEMA_PATH, RECEIPT_SCHEMA_PATH, receipt_for, receipts_for
 from tests.factories.accounts import StaffFactory, UserFactory
 from tests.factories.consents import CookieFactory, purpose_with_notice
 from tests.factories.inventory import DataCategoryFactory, ProcessingActivityFactory, PurposeFactory, RecipientFactory
@@ -24,6 +25,18 @@ def validator():
     schema = json.loads(RECEIPT_SCHEMA_PATH.read_text(encoding="utf-8"))
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema, format_checker=FormatChecker())
+
+
+@pytest.fixture(scope="module")
+def official():
+    """The Kantara Initiative's published v1.1 schema (JSON Schema draft-04), as vendored."""
+    schema = json.loads(OFFICIAL_SCHEMA_PATH.read_text(encoding="utf-8"))
+    Draft4Validator.check_schema(schema)
+    return Draft4Validator(schema, format_checker=FormatChecker())
+
+
+def _errors(validator, receipt) -> list[str]:
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(receipt)]
 
 
 @pytest.fixture
@@ -84,9 +97,53 @@ def test_pm_0_2_every_kind_of_event_gives_a_receipt_valid_against_the_schema(pur
     _, _, events = _every_kind_of_event(purposes)
     for event in events:
         receipt = receipt_for(event)
-        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(receipt)]
-        assert errors == [], (event.action, event.method, errors)
+        assert _errors(validator, receipt) == [], (event.action, event.method)
         json.dumps(receipt)  # JSON-ready as it is
+
+
+def test_pm_0_2_every_receipt_is_valid_against_the_official_kantara_schema(purposes, official):
+    user, visitor, events = _every_kind_of_event(purposes)
+    receipts = [receipt_for(event) for event in events]
+    receipts += receipts_for(subject_ref=user.subject_ref) + receipts_for(visitor_id=visitor)
+    for receipt in receipts:
+        # The extension member stays: the official schema leaves every object open.
+        assert "x-privacyops" in receipt
+        assert _errors(official, receipt) == [], receipt["x-privacyops"]["action"]
+
+
+def test_pm_0_2_the_official_schema_refuses_a_text_address(purposes, official, validator):
+    event = consent_record(purpose=purposes["marketing"], action="given", method="portal", subject=UserFactory())
+    receipt = receipt_for(event)
+    receipt["piiControllers"][0]["address"] = "1 Some Street, Singapore"  # what every receipt used to carry
+    assert any("is not of type 'object'" in e for e in _errors(official, receipt))
+    assert not validator.is_valid(receipt)
+
+
+@override_settings(
+    CONTROLLER_NAME="Example Controller Pte Ltd",
+    CONTROLLER_ADDRESS="1 Example Road, Singapore 000001",
+    CONTROLLER_ADDRESS_COUNTRY="SG",
+    CONTROLLER_EMAIL="privacy@controller.example",
+    CONTROLLER_PHONE="+65 6000 0000",
+    DPO_NAME="Example DPO",
+    DPO_EMAIL="dpo@controller.example",
+)
+def test_pm_0_2_the_receipt_gives_the_controllers_own_contact_and_the_dpos(purposes, official, validator):
+    event = consent_record(purpose=purposes["marketing"], action="given", method="portal", subject=UserFactory())
+    receipt = receipt_for(event)
+    assert receipt["piiControllers"] == [
+        {
+            "piiController": "Example Controller Pte Ltd",
+            "onBehalf": False,
+            "contact": "Example DPO",
+            "address": {"streetAddress": "1 Example Road, Singapore 000001", "addressCountry": "SG"},
+            "email": "privacy@controller.example",
+            "phone": "+65 6000 0000",
+            "piiControllerUrl": receipt["piiControllers"][0]["piiControllerUrl"],
+        }
+    ]
+    assert receipt["x-privacyops"]["dpo"]["email"] == "dpo@controller.example"
+    assert _errors(official, receipt) == [] and _errors(validator, receipt) == []
 
 
 def test_pm_0_2_a_receipt_carries_the_event_and_the_register(purposes, settings):
@@ -101,8 +158,14 @@ def test_pm_0_2_a_receipt_carries_the_event_and_the_register(purposes, settings)
     assert receipt["piiPrincipalId"] == str(user.subject_ref)
     assert receipt["policyUrl"] == settings.POLICY_URL
     controller = receipt["piiControllers"][0]
-    assert (controller["piiController"], controller["email"]) == (settings.CONTROLLER_NAME, settings.DPO_EMAIL)
-    assert controller["address"] == settings.DPO_POSTAL_ADDRESS
+    assert (controller["piiController"], controller["email"]) == (settings.CONTROLLER_NAME, settings.CONTROLLER_EMAIL)
+    assert controller["address"] == {"streetAddress": settings.CONTROLLER_ADDRESS, "addressCountry": "HK"}
+    assert controller["phone"] == settings.CONTROLLER_PHONE
+    assert receipt["x-privacyops"]["dpo"] == {
+        "name": settings.DPO_NAME,
+        "email": settings.DPO_EMAIL,
+        "postalAddress": settings.DPO_POSTAL_ADDRESS,
+    }
     (purpose,) = receipt["services"][0]["purposes"]
     assert purpose["consentType"] == "EXPLICIT"
     assert purpose["purposeCategory"] == ["dpv:DirectMarketing"]
@@ -176,6 +239,7 @@ def _broken(receipt, change):
         lambda r: r.update(sensitive=True),  # sensitive without naming the categories
         lambda r: r.update(tracking="yes"),  # a field the specification does not have
         lambda r: r["piiControllers"][0].pop("phone"),
+        lambda r: r["piiControllers"][0].update(address="1 Some Street"),
         lambda r: r["services"][0]["purposes"][0].pop("thirdPartyName"),  # disclosure without naming who
         lambda r: r["services"][0]["purposes"][0].update(consentType="OPT_OUT"),
         lambda r: r["services"][0]["purposes"][0].update(piiCategory=[]),
@@ -191,6 +255,7 @@ def _broken(receipt, change):
         "sensitive-without-categories",
         "unknown-field",
         "controller-without-phone",
+        "text-address",
         "disclosure-without-name",
         "unknown-consent-type",
         "no-pii-category",
@@ -203,3 +268,29 @@ def test_pm_0_2_the_schema_refuses_a_broken_receipt(purposes, validator, change)
     receipt = receipt_for(event)
     assert validator.is_valid(receipt)
     assert not validator.is_valid(_broken(receipt, change))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda r: r.pop("piiControllers"),
+        lambda r: r.update(consentTimestamp="2025-04-25T10:00:00Z"),
+        lambda r: r["piiControllers"][0].pop("phone"),
+        lambda r: r["piiControllers"][0].update(address="1 Some Street"),
+        lambda r: r["services"][0]["purposes"][0].pop("thirdPartyName"),
+        lambda r: r["services"][0]["purposes"][0].pop("piiCategory"),
+    ],
+    ids=[
+        "no-controllers",
+        "timestamp-not-epoch",
+        "controller-without-phone",
+        "text-address",
+        "disclosure-without-name",
+        "no-pii-category",
+    ],
+)
+def test_pm_0_2_the_official_schema_refuses_a_broken_receipt(purposes, official, change):
+    event = consent_record(purpose=purposes["marketing"], action="given", method="portal", subject=UserFactory())
+    receipt = receipt_for(event)
+    assert official.is_valid(receipt)
+    assert not official.is_valid(_broken(receipt, change))
