@@ -1,6 +1,11 @@
-"""Admin helpers for tables too big to count.
+"""Helpers every app's workbench shares.
 
-A changelist counts its rows to draw the paginator. On a table of tens of millions of access-log rows an
+Custom screens (`get_urls()` views) find their object with `admin_object_or_404`, as the stock change view
+does (`ModelAdmin.get_object`: the admin's own queryset, the id unquoted and converted by the primary key):
+a malformed id (a NUL, a non-number, ten thousand digits, an encoded `..%2f`) finds nothing and answers 404,
+never a 500 (issue 16).
+
+Tables too big to count: a changelist counts its rows to draw the paginator. On a table of tens of millions of access-log rows an
 exact COUNT(*) reads the whole table (PostgreSQL keeps no row count), on every page view. So:
 - an unfiltered list on PostgreSQL takes the planner's estimate (`pg_class.reltuples`, kept fresh by
   autovacuum/ANALYZE) when it says the table is large, and counts exactly only a small table;
@@ -16,8 +21,11 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import connections
+from django.http import Http404
 
 COUNT_CAP = 10_000  # rows counted exactly at most, for filtered lists: 100 pages of 100
 ESTIMATE_ABOVE = 50_000  # an unfiltered table the planner thinks larger than this is not counted
@@ -70,3 +78,21 @@ class ReadOnlyAdminMixin:
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+def admin_object_or_404(model_admin, request, object_id: str, *, queryset=None):
+    """The object a custom admin screen works on, found the way the stock views find theirs; 404 otherwise.
+
+    As `ModelAdmin.get_object` does: the id is unquoted and converted by the primary key's own `to_python`,
+    and what does not convert finds nothing. The rows are the admin's `get_queryset(request)` (what its
+    changelist shows), or `queryset` when the screen needs more joined in. A NUL never reaches the query:
+    PostgreSQL refuses it in text, which would fail instead of finding nothing."""
+    queryset = model_admin.get_queryset(request) if queryset is None else queryset
+    object_id = unquote(object_id)
+    model = queryset.model
+    try:
+        if "\x00" in object_id:
+            raise ValueError("NUL in an id")
+        return queryset.get(pk=model._meta.pk.to_python(object_id))
+    except (model.DoesNotExist, ValidationError, ValueError):
+        raise Http404(f"No {model._meta.verbose_name} with this id.") from None

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q
@@ -40,8 +41,10 @@ from accounts.models import User
 from consents.models import ConsentPurpose
 from inventory.models import DataCategory, Jurisdiction, Purpose
 from inventory.services import register_entry_save
+from privacyops.admin_utils import admin_object_or_404
 
 from . import dashboard, deadlines, metrics, services
+from .forms import EMAIL_MAX
 from .models import (
     MOVES,
     Channel,
@@ -89,6 +92,14 @@ def _url(name: str, *args) -> str:
 
 def _messages_of(exc: ValidationError) -> list[str]:
     return [m for messages_ in getattr(exc, "message_dict", {"": exc.messages}).values() for m in messages_]
+
+
+def _item_or_404(items, item_id: str) -> RectificationItem:
+    """The correction a rectification POST names; its id is the form's, so junk in it is a 404 (issue 16)."""
+    try:
+        return items.get(pk=int(item_id))
+    except (ValueError, RectificationItem.DoesNotExist):
+        raise Http404("No such correction.") from None
 
 
 def due_severity(rights_request: RightsRequest, now: datetime.datetime | None = None) -> str:
@@ -454,6 +465,7 @@ def available_actions(rights_request: RightsRequest, user) -> list[dict]:
 class LogRequestForm(forms.Form):
     subject_email = forms.EmailField(
         required=False,
+        max_length=EMAIL_MAX,
         label="The subject's account email",
         help_text="Found exactly (case does not matter). Leave empty when the requester has no account.",
     )
@@ -462,7 +474,9 @@ class LogRequestForm(forms.Form):
     received_at = forms.DateTimeField(
         initial=timezone.now, help_text="When the email, letter or call came in: the clock runs from then."
     )
-    contact_email = forms.EmailField(required=False, help_text="Where we answer; empty: the account's address.")
+    contact_email = forms.EmailField(
+        required=False, max_length=EMAIL_MAX, help_text="Where we answer; empty: the account's address."
+    )
     jurisdiction = forms.ModelChoiceField(
         queryset=Jurisdiction.objects.order_by("code"),
         required=False,
@@ -710,7 +724,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
         return super().changelist_view(request, extra_context=extra_context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        rights_request = self.get_object(request, object_id)
+        rights_request = self.get_object(request, unquote(object_id))
         extra_context = {**(extra_context or {})}
         if rights_request is not None:
             extra_context.update(self._panels(request, rights_request))
@@ -739,15 +753,16 @@ class RightsRequestAdmin(admin.ModelAdmin):
             "rectifications": rectifications,
         }
 
-    def _request_or_404(self, object_id) -> RightsRequest:
-        return get_object_or_404(RightsRequest.objects.select_related("jurisdiction", "assignee", "subject"), pk=object_id)
+    def _request_or_404(self, request, object_id) -> RightsRequest:
+        # As the stock change view finds its object: a malformed id is a 404, never a 500 (issue 16).
+        return admin_object_or_404(self, request, object_id)
 
     def personal_data_view(self, request, object_id):
         """The subject's data summary per category, store and model (PM-IX-1). GET says that opening it is
         recorded; the POST opens it through `metrics.subject_data_summary_open`, which writes the audit event."""
         if not request.user.has_perm(VIEW_DATA):
             raise PermissionDenied
-        rights_request = self._request_or_404(object_id)
+        rights_request = self._request_or_404(request, object_id)
         summary = None
         if request.method == "POST":
             summary = metrics.subject_data_summary_open(rights_request=rights_request, actor=request.user)
@@ -764,7 +779,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
         public media."""
         if not request.user.has_perm(WORK):
             raise PermissionDenied
-        rights_request = self._request_or_404(object_id)
+        rights_request = self._request_or_404(request, object_id)
         if not rights_request.agent_authority:
             raise Http404("No proof of authority was uploaded.")
         name = rights_request.agent_authority.name.rsplit("/", 1)[-1]
@@ -775,7 +790,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
         (`rectification.rectification_decide`). Deciding needs the approval permission of the right."""
         if not request.user.has_perm(VIEW):
             raise PermissionDenied
-        rights_request = self._request_or_404(object_id)
+        rights_request = self._request_or_404(request, object_id)
         may_decide = request.user.has_perm(APPROVE) and rights_request.is_open
         items = RectificationItem.objects.filter(request=rights_request).select_related("decided_by")
         if request.method == "POST":
@@ -795,7 +810,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
                     decided = rectification.rectification_decide_many(items=pending, actor=request.user, apply=True, note=note)
                     done = f"{len(decided)} correction{'s' if len(decided) != 1 else ''} applied"
                 elif decision in ("apply", "reject"):
-                    item = get_object_or_404(items, pk=request.POST.get("item"))
+                    item = _item_or_404(items, request.POST.get("item", ""))
                     rectification.rectification_decide(item=item, actor=request.user, apply=decision == "apply", note=note)
                     done = f"the correction of {item.field} was {'applied' if decision == 'apply' else 'rejected'}"
                 else:
@@ -825,7 +840,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
         (`recipients.recipient_notice_done`)."""
         if not request.user.has_perm(NOTICE_DONE):
             raise PermissionDenied
-        rights_request = self._request_or_404(object_id)
+        rights_request = self._request_or_404(request, object_id)
         notice = get_object_or_404(RecipientNotice.objects.select_related("recipient"), pk=notice_id, request=rights_request)
         back = HttpResponseRedirect(_url("rightsrequest_change", rights_request.pk))
         form = NoticeDoneForm(request.POST or None)
@@ -881,7 +896,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
         spec = ACTIONS.get(action)
         if spec is None:
             raise Http404("No such action.")
-        rights_request = get_object_or_404(RightsRequest.objects.select_related("jurisdiction", "assignee"), pk=object_id)
+        rights_request = self._request_or_404(request, object_id)
         if not request.user.has_perm(spec.permission_for(rights_request)):
             raise PermissionDenied
         back = HttpResponseRedirect(_url("rightsrequest_change", rights_request.pk))
@@ -1014,7 +1029,9 @@ class RightsRequestAdmin(admin.ModelAdmin):
 
 class DisclosureForm(forms.Form):
     subject_email = forms.EmailField(
-        label="The subject's account email", help_text="Found exactly (case does not matter), never by part of it."
+        label="The subject's account email",
+        max_length=EMAIL_MAX,
+        help_text="Found exactly (case does not matter), never by part of it.",
     )
     authority = forms.CharField(max_length=200, help_text="Who asked: the court, police force, regulator ...")
     legal_ground = forms.CharField(max_length=300, help_text="The law or order that obliged or allowed the disclosure.")

@@ -12,9 +12,12 @@ from django import forms
 from consents.models import ConsentPurpose
 from inventory.models import Jurisdiction, Purpose
 
-from .models import Right
+from .models import Right, RightsRequest
 
 DETAILS_MAX = 5000
+# Every field is as long as its column at most (issue 16): a longer value is the form's error, not the
+# database's. An e-mail address fits RFC 5321's 254 characters, the column's length.
+EMAIL_MAX = RightsRequest._meta.get_field("contact_email").max_length
 ALL_PURPOSES = "*"  # restriction or objection of every purpose (consents.services.restriction_place(purpose=None))
 
 # The rights a signed-in subject asks for on "Exercise your rights"; a report of a child's account has a
@@ -110,7 +113,9 @@ class RightsRequestForm(forms.Form):
 class PublicRequestForm(forms.Form):
     """A request by someone without an account (or not signed in): verified later by an e-mailed link."""
 
-    contact_email = forms.EmailField(label="Your e-mail address", help_text="We send a link to it to confirm the request.")
+    contact_email = forms.EmailField(
+        label="Your e-mail address", max_length=EMAIL_MAX, help_text="We send a link to it to confirm the request."
+    )
     jurisdiction = forms.ModelChoiceField(
         label="Where you live",
         queryset=Jurisdiction.objects.order_by("name"),
@@ -128,7 +133,7 @@ class PublicRequestForm(forms.Form):
 class ChildReportForm(forms.Form):
     """PM-VIII-2: anyone reports an account they believe belongs to a child under 13."""
 
-    account_email = forms.EmailField(label="The account's e-mail address, if you know it", required=False)
+    account_email = forms.EmailField(label="The account's e-mail address, if you know it", max_length=EMAIL_MAX, required=False)
     account_description = forms.CharField(
         label="Or what you know about the account",
         required=False,
@@ -137,7 +142,7 @@ class ChildReportForm(forms.Form):
         help_text="A name it uses, when it was created, anything that helps us find it.",
     )
     contact_email = forms.EmailField(
-        label="Your e-mail address", help_text="So that we can ask you questions and tell you the outcome."
+        label="Your e-mail address", max_length=EMAIL_MAX, help_text="So that we can ask you questions and tell you the outcome."
     )
     jurisdiction = forms.ModelChoiceField(
         label="Where the child lives, if you know",

@@ -17,15 +17,15 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from privacyops.admin_utils import ReadOnlyAdminMixin
+from privacyops.admin_utils import ReadOnlyAdminMixin, admin_object_or_404
 
 from . import selectors, services
 from .models import LegalHold, PurgeRun, RetentionRule
@@ -212,7 +212,9 @@ class RetentionRuleAdmin(admin.ModelAdmin):
     def _rule(self, request, object_id, perm: str) -> RetentionRule:
         if not request.user.has_perm(perm):
             raise PermissionDenied
-        return get_object_or_404(RetentionRule.objects.select_related("category", "store", "confirmed_by"), pk=object_id)
+        return admin_object_or_404(
+            self, request, object_id, queryset=RetentionRule.objects.select_related("category", "store", "confirmed_by")
+        )
 
     def _back(self, rule) -> HttpResponseRedirect:
         return HttpResponseRedirect(_url("retentionrule_change", rule.pk))
@@ -419,7 +421,9 @@ class LegalHoldAdmin(admin.ModelAdmin):
         """Lift a hold (DPO only): a reason, then (POST) `hold_lift` (PM-VI-3)."""
         if not request.user.has_perm("retention.lift_legalhold"):
             raise PermissionDenied
-        hold = get_object_or_404(LegalHold.objects.select_related("subject", "category", "store"), pk=object_id)
+        hold = admin_object_or_404(
+            self, request, object_id, queryset=LegalHold.objects.select_related("subject", "category", "store")
+        )
         if not hold.is_active:
             messages.info(request, f"{hold} was already lifted.")
             return HttpResponseRedirect(_url("legalhold_change", hold.pk))
@@ -536,6 +540,6 @@ class PurgeRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        run = PurgeRun.objects.filter(pk=object_id).only("status").first()
+        run = self.get_object(request, unquote(object_id))  # None for a malformed id, as the stock view has it
         refresh = run is not None and not run.is_finished
         return super().change_view(request, object_id, form_url, extra_context={**(extra_context or {}), "refresh": refresh})

@@ -533,6 +533,9 @@ def test_a_deadline_rule_change_is_validated_by_the_model_and_audited(client, eu
         "period_value": 1,
         "period_unit": PeriodUnit.CALENDAR_MONTHS,
         "pauses_for_verification": "on",
+        "clock_starts": rule.clock_starts,
+        "roll": rule.roll,
+        "holiday_calendar": rule.holiday_calendar,
         "extension_value": 2,
         "extension_unit": PeriodUnit.CALENDAR_MONTHS,
         "extensions_allowed": 0,
@@ -560,7 +563,6 @@ def test_a_bad_value_in_the_editable_list_is_shown_on_its_row(client, eu):
                 f"form-{i}-id": rule.pk,
                 f"form-{i}-period_value": 0 if rule.jurisdiction == eu else rule.period_value,
                 f"form-{i}-period_unit": rule.period_unit,
-                f"form-{i}-rolls_to_working_day": "on" if rule.rolls_to_working_day else "",
                 f"form-{i}-pauses_for_verification": "on" if rule.pauses_for_verification else "",
             }
         )

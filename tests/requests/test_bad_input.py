@@ -1,0 +1,90 @@
+"""Issue 16: bad input to the rights pages and the workbench is the form's error or a 404, never a 500.
+
+An address longer than its column passed the public forms (Django's EmailField has no length of its own)
+and failed in PostgreSQL; a NUL or a non-number in a URL reached a query. Each test asserts the clear answer
+and that nothing was written. tests/privacyops/test_url_parameters.py walks every URL pattern besides.
+"""
+
+import pytest
+from django.urls import reverse
+
+from inventory.models import Jurisdiction
+from requests.forms import EMAIL_MAX
+from requests.models import RightsRequest
+from tests.factories.accounts import UserFactory
+from tests.factories.inventory import JurisdictionFactory, staff_in_role
+from tests.factories.requests import DeadlineRuleFactory, RightsRequestFactory
+
+pytestmark = pytest.mark.django_db
+
+# 255 characters and a valid address otherwise: one more than the column and RFC 5321 allow.
+LONG_EMAIL = "a" * 64 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 58 + ".org"
+
+
+@pytest.fixture
+def register():
+    default = JurisdictionFactory(code=Jurisdiction.DEFAULT, name="Default", countries=[])
+    DeadlineRuleFactory(jurisdiction=default, period_value=30, period_unit="calendar_days")
+    return default
+
+
+def test_the_long_address_is_longer_than_the_column_and_valid_otherwise():
+    from django.core.validators import validate_email
+
+    assert len(LONG_EMAIL) == 255 > EMAIL_MAX == RightsRequest._meta.get_field("contact_email").max_length
+    validate_email(LONG_EMAIL)  # the form's length is what refuses it, not the address's shape
+
+
+def test_a_public_request_with_an_address_longer_than_its_column_is_a_form_error(client, register):
+    data = {"contact_email": LONG_EMAIL, "jurisdiction": register.pk, "right": "erasure", "details": "Please."}
+    response = client.post(reverse("requests:public_new"), data)
+    assert response.status_code == 200
+    assert "contact_email" in response.context["form"].errors
+    assert not RightsRequest.objects.exists()
+
+
+def test_a_child_report_with_addresses_longer_than_their_column_is_a_form_error(client, register):
+    data = {"account_email": LONG_EMAIL, "contact_email": LONG_EMAIL, "details": "She says she is 11."}
+    response = client.post(reverse("requests:child_report"), data)
+    assert response.status_code == 200
+    assert {"account_email", "contact_email"} <= set(response.context["form"].errors)
+    assert not RightsRequest.objects.exists()
+
+
+def test_a_logged_request_with_an_address_longer_than_its_column_is_a_form_error(client, register):
+    client.force_login(staff_in_role("DPO"))
+    data = {
+        "right": "access",
+        "channel": "email",
+        "received_at": "2026-12-01 10:00",
+        "contact_email": LONG_EMAIL,
+        "jurisdiction": register.pk,
+    }
+    response = client.post(reverse("admin:requests_rightsrequest_log"), data)
+    assert response.status_code == 200
+    assert "contact_email" in response.context["form"].errors
+    assert not RightsRequest.objects.exists()
+
+
+@pytest.mark.parametrize("reference", ["DSR-2026-000001%00", "x" * 10_000, "..%2f..%2f"])
+def test_a_malformed_reference_in_the_portal_is_a_404(client, reference):
+    subject = UserFactory()
+    client.force_login(subject)
+    assert client.get(f"/my/requests/{reference}").status_code == 404
+
+
+@pytest.mark.parametrize("object_id", ["1%00", "abc", "9" * 10_000, "..%2f..%2f", "987654321"])
+@pytest.mark.parametrize("screen", ["authority", "personal-data", "rectification", "action/approve", "notice/1/done"])
+def test_a_malformed_request_id_in_a_workbench_screen_is_a_404(client, object_id, screen):
+    dpo = staff_in_role("DPO", is_superuser=True)
+    client.force_login(dpo)
+    RightsRequestFactory()
+    assert client.get(f"/admin/requests/rightsrequest/{object_id}/{screen}/").status_code == 404
+
+
+def test_a_rectification_decision_naming_a_malformed_item_is_a_404(client):
+    client.force_login(staff_in_role("DPO", is_superuser=True))
+    rights_request = RightsRequestFactory(right="rectification")
+    url = reverse("admin:requests_rightsrequest_rectification", args=(rights_request.pk,))
+    for item in ("abc", "1\x00", "9" * 10_000):
+        assert client.post(url, {"decision": "apply", "item": item}).status_code == 404
