@@ -5,7 +5,9 @@ received (Art. 19); and sharing that rests on consent happens only while the sub
 
 The policy names recipients by category only, so the seed names the group affiliates (the one category
 whose countries it gives, PM-V-2) and no one else: the other categories get named recipients when the DPO
-adds them in the workbench, which the tests below do through the admin's own add page."""
+adds them in the workbench, which the tests below do through the admin's own add page. Until then the
+record lists those categories on their own: a purpose's recipient categories come from its named
+recipients only."""
 
 import pytest
 from django.urls import reverse
@@ -149,7 +151,7 @@ def test_pm_iv_2_a_processor_is_told_of_a_correction_only_of_the_categories_it_r
 # --- PM-IV-4: business partners, investors, assignees and transferees --------------------------------------------
 
 
-def test_pm_iv_4_the_record_lists_transferees_as_third_parties_beside_the_purpose_they_serve():
+def test_pm_iv_4_transferees_are_a_third_party_category_and_the_asset_transaction_purpose_covers_what_they_get():
     category = _recipient_category("business-transferees")
     assert category["policy_ref"] == "PM-IV-4" and category["dpv"] == "dpv:ThirdParty"
     # PM-II-7 (d): the purpose the policy gives for disclosing to them, over every category it names.
