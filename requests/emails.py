@@ -19,10 +19,9 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from privacyops.audit import audit_record
-
 from . import deadlines
 from .models import DeadlineRule, PeriodUnit, RequestEvent, RightsRequest
+from .timeline import request_event_record
 
 logger = logging.getLogger(__name__)
 
@@ -106,19 +105,14 @@ def request_email_send(
         logger.info("rights request %s: %s e-mail sent", reference, template)
 
     with transaction.atomic():
-        event = RequestEvent.objects.create(
-            request=rights_request,
-            kind=RequestEvent.Kind.EMAIL,
+        event = request_event_record(
+            rights_request=rights_request,
+            action="rights_request.email_sent",
             actor=actor,
+            kind=RequestEvent.Kind.EMAIL,
             message=f"E-mail sent: {subject}",
             details={"template": template, **(details or {})},
-        )
-        audit_record(
-            actor=actor,
-            action="rights_request.email_sent",
-            target=rights_request,
-            subject=rights_request.subject_ref,
-            details={"reference": reference, "template": template},
+            audit_details={"template": template},
         )
         transaction.on_commit(send, robust=True)
     return event

@@ -32,11 +32,11 @@ from consents.decisions import DecisionError, is_processing_allowed
 from consents.models import ConsentEvent, ConsentPurpose, ProcessingRestriction
 from consents.selectors import consent_states
 from inventory.selectors import subject_record_counts
-from privacyops.audit import audit_record
 
-from .models import RequestEvent, Right, RightsRequest, Status
+from .models import Right, RightsRequest, Status
 from .recipients import recipient_notices_create
 from .services import RequestActionError
+from .timeline import request_event_record
 
 Kind = ProcessingRestriction.Kind
 RECORD_CONSENT = "consents.add_consentevent"
@@ -71,19 +71,6 @@ def _decision_now(subject, purpose) -> dict | None:
         return {"error": str(error)}
 
 
-def _record(locked: RightsRequest, actor, action: str, message: str, details: dict) -> None:
-    RequestEvent.objects.create(
-        request=locked, kind=RequestEvent.Kind.NOTE, actor=actor, message=message, details={"action": action, **details}
-    )
-    audit_record(
-        actor=actor,
-        action=f"rights_request.{action}",
-        target=locked,
-        subject=locked.subject_ref,
-        details={"reference": locked.reference, **details},
-    )
-
-
 def _place(*, rights_request, actor, purpose, reason, kind, right, for_legal_claims=False, ends_at=None) -> ProcessingRestriction:
     with transaction.atomic():
         locked = _lock_for(rights_request, right)
@@ -114,7 +101,8 @@ def _place(*, rights_request, actor, purpose, reason, kind, right, for_legal_cla
                 f" Processing for {scope} is now {'allowed' if decision['allowed'] else 'not allowed'}: {decision['reason']}"
             )
             details["allowed_now"] = decision["allowed"]
-        _record(locked, actor, "restriction_placed" if kind == Kind.RESTRICTION else "objection_recorded", message, details)
+        action = "rights_request.restriction_placed" if kind == Kind.RESTRICTION else "rights_request.objection_recorded"
+        request_event_record(rights_request=locked, action=action, actor=actor, message=message, details=details)
         if kind == Kind.RESTRICTION:
             recipient_notices_create(rights_request=locked, category_codes=_restricted_categories(subject, restriction))
     return restriction
@@ -193,5 +181,7 @@ def fulfil_withdraw_consent(*, rights_request: RightsRequest, actor, purposes) -
         message = f"Consent withdrawn on the subject's request: {changed}."
         if necessary:
             message += f" Strictly necessary, cannot be withdrawn: {', '.join(necessary)}."
-        _record(locked, actor, "consent_withdrawn", message, details)
+        request_event_record(
+            rights_request=locked, action="rights_request.consent_withdrawn", actor=actor, message=message, details=details
+        )
     return events

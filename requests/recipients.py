@@ -20,9 +20,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from inventory.models import DataCategory, Recipient
-from privacyops.audit import audit_record
 
-from .models import RecipientNotice, RequestEvent, RightsRequest
+from .models import RecipientNotice, RightsRequest
+from .timeline import request_event_record
 
 logger = logging.getLogger(__name__)
 
@@ -82,18 +82,11 @@ def recipient_notices_create(*, rights_request: RightsRequest, category_codes) -
             }
             if unknown:
                 details["unknown_categories"] = unknown
-            RequestEvent.objects.create(
-                request=locked,
-                kind=RequestEvent.Kind.NOTE,
-                message=f"Recipients to tell of the change (GDPR Art. 19): {', '.join(details['recipients'])}.",
-                details={"action": "recipient_notices_created", **details},
-            )
-            audit_record(
-                actor=None,
+            request_event_record(
+                rights_request=locked,
                 action="rights_request.recipient_notices_created",
-                target=locked,
-                subject=locked.subject_ref,
-                details={"reference": locked.reference, **details},
+                message=f"Recipients to tell of the change (GDPR Art. 19): {', '.join(details['recipients'])}.",
+                details=details,
             )
     return touched
 
@@ -111,19 +104,12 @@ def recipient_notice_done(*, notice: RecipientNotice, actor, note: str = "") -> 
         locked.note = (note or "").strip()
         locked.save(update_fields=["done_at", "done_by", "note"])
         details = {"notice": locked.pk, "recipient": locked.recipient.code, "categories": locked.categories}
-        RequestEvent.objects.create(
-            request=locked.request,
-            kind=RequestEvent.Kind.NOTE,
+        request_event_record(
+            rights_request=locked.request,
+            action="rights_request.recipient_notice_done",
             actor=actor,
             message=f"Recipient told of the change (GDPR Art. 19): {locked.recipient.code}.",
-            details={"action": "recipient_notice_done", **details},
-        )
-        audit_record(
-            actor=actor,
-            action="rights_request.recipient_notice_done",
-            target=locked.request,
-            subject=locked.request.subject_ref,
-            details={"reference": locked.request.reference, **details},
+            details=details,
         )
     for field in ("done_at", "done_by_id", "note"):
         setattr(notice, field, getattr(locked, field))

@@ -45,9 +45,10 @@ from privacyops.audit import audit_record
 from privacyops.privacy import NotRegistered, registry
 
 from . import services
-from .models import RectificationItem, RequestEvent, Right, RightsRequest, Status
+from .models import RectificationItem, Right, RightsRequest, Status
 from .recipients import recipient_notices_create
 from .services import RequestActionError
+from .timeline import request_event_record
 
 PERMISSION = "requests.approve_rightsrequest"
 APPLY_STATUSES = frozenset({Status.FULFILLING})
@@ -253,19 +254,12 @@ def rectification_propose(*, rights_request: RightsRequest, changes: list[dict],
             items = list(RectificationItem.objects.filter(request=locked).order_by("-pk")[: len(items)])[::-1]
         fields = [f"{item.model_label}.{item.field}" for item in items]
         details = {"items": [item.pk for item in items], "fields": fields}
-        RequestEvent.objects.create(
-            request=locked,
-            kind=RequestEvent.Kind.NOTE,
+        request_event_record(
+            rights_request=locked,
+            action="rights_request.rectification_proposed",
             actor=actor,
             message=f"Corrections proposed for {len(items)} field(s): {', '.join(fields)}.",
-            details={"action": "rectification_proposed", **details},
-        )
-        audit_record(
-            actor=actor,
-            action="rights_request.rectification_proposed",
-            target=locked,
-            subject=locked.subject_ref,
-            details={"reference": locked.reference, **details},
+            details=details,
         )
     return items
 
@@ -364,21 +358,15 @@ def rectification_decide_many(*, items, actor, apply: bool, note: str = "") -> l
         if not remaining:
             message += " Every proposed correction is decided: the request can be closed."
         details = {"items": [row.pk for row in rows], "fields": fields, "pending": remaining}
-        RequestEvent.objects.create(
-            request=locked,
-            kind=RequestEvent.Kind.NOTE,
+        # An applied correction is audited per value by `_apply` (aimed at the record it changed).
+        request_event_record(
+            rights_request=locked,
+            action="rights_request.rectification_applied" if apply else "rights_request.rectification_rejected",
             actor=actor,
             message=message,
-            details={"action": f"rectification_{verb}", **details},
+            details=details,
+            audited=not apply,
         )
-        if not apply:
-            audit_record(
-                actor=actor,
-                action="rights_request.rectification_rejected",
-                target=locked,
-                subject=locked.subject_ref,
-                details={"reference": locked.reference, **details},
-            )
         if categories:
             recipient_notices_create(rights_request=locked, category_codes=sorted(categories))
     for item in items:

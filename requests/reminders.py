@@ -34,10 +34,10 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from accounts.roles import ROLE_DPO
-from privacyops.audit import audit_record
 
 from . import deadlines
 from .models import OPEN_STATUSES, RequestEvent, RequestPause, RightsRequest
+from .timeline import request_event_record
 
 logger = logging.getLogger(__name__)
 
@@ -162,15 +162,13 @@ def reminder_send(rights_request_id: int, *, now=None) -> str | None:
         rights_request.reminders_sent = [m for m in MARKS if m in {*(rights_request.reminders_sent or []), *new}]
         rights_request.save(update_fields=["reminders_sent", "updated_at"])
         details = {"mark": mark, "marks": new, "recipients": recipient_ids, "due_at": rights_request.effective_due_at.isoformat()}
-        RequestEvent.objects.create(
-            request=rights_request, kind=RequestEvent.Kind.REMINDER, at=now, message=f"Reminder sent: {subject}", details=details
-        )
-        audit_record(
-            actor=None,
+        request_event_record(
+            rights_request=rights_request,
             action=AUDIT_ACTION,
-            target=rights_request,
-            subject=rights_request.subject_ref,
-            details={"reference": rights_request.reference, **details},
+            kind=RequestEvent.Kind.REMINDER,
+            at=now,
+            message=f"Reminder sent: {subject}",
+            details=details,
         )
         message = EmailMessage(subject=subject, body=body, to=addresses, headers={"Auto-Submitted": "auto-generated"})
         reference = rights_request.reference

@@ -27,7 +27,6 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from inventory.selectors import jurisdiction_for_subject
-from privacyops.audit import audit_record
 
 from . import deadlines
 from .emails import request_email_send
@@ -48,6 +47,7 @@ from .models import (
 )
 from .reminders import reminder_marks_for_new_due
 from .selectors import requests_open_for
+from .timeline import request_event_record
 
 APPROVE = "requests.approve_rightsrequest"
 APPROVE_ERASURE = "requests.approve_erasure_rightsrequest"
@@ -93,28 +93,6 @@ def _sync(target: RightsRequest, source: RightsRequest) -> RightsRequest:
     return target
 
 
-def _event(rights_request, kind, actor, *, from_status="", to_status="", message="", details=None) -> RequestEvent:
-    return RequestEvent.objects.create(
-        request=rights_request,
-        kind=kind,
-        actor=actor,
-        from_status=from_status,
-        to_status=to_status,
-        message=message,
-        details=details or {},
-    )
-
-
-def _audit(rights_request: RightsRequest, actor, action: str, **details) -> None:
-    audit_record(
-        actor=actor,
-        action=f"rights_request.{action}",
-        target=rights_request,
-        subject=rights_request.subject_ref,
-        details={"reference": rights_request.reference, **details},
-    )
-
-
 def _check_move(rights_request: RightsRequest, to_status: str) -> None:
     current = rights_request.status
     if to_status not in Status.values:
@@ -152,11 +130,16 @@ def _move(rights_request: RightsRequest, to_status: str, actor, *, note="", deta
         changed.add("closed_at")
     rights_request.status = to_status
     rights_request.save(update_fields=sorted(changed))
-    event = _event(
-        rights_request, RequestEvent.Kind.MOVE, actor, from_status=from_status, to_status=to_status, message=note, details=details
+    return request_event_record(
+        rights_request=rights_request,
+        action="rights_request.moved",
+        actor=actor,
+        kind=RequestEvent.Kind.MOVE,
+        from_status=from_status,
+        to_status=to_status,
+        message=note,
+        details=details,
     )
-    _audit(rights_request, actor, "moved", from_status=from_status, to_status=to_status, **(details or {}))
-    return event
 
 
 def _require_text(value: str, what: str) -> str:
@@ -242,13 +225,25 @@ def rights_request_submit(
                 raise
             return _submit_duplicate(values, original, actor)
         _assign_reference(rights_request)
-        _event(rights_request, RequestEvent.Kind.MOVE, actor, to_status=Status.RECEIVED, details={"channel": channel})
-        _audit(rights_request, actor, "submitted", right=right, channel=channel, jurisdiction=jurisdiction.code)
+        request_event_record(
+            rights_request=rights_request,
+            action="rights_request.submitted",
+            actor=actor,
+            kind=RequestEvent.Kind.MOVE,
+            to_status=Status.RECEIVED,
+            details={"channel": channel},
+            audit_details={"right": right, "channel": channel, "jurisdiction": jurisdiction.code},
+        )
         if verified:
             rights_request.verified_at = timezone.now()
             rights_request.save(update_fields=["verified_at", "updated_at"])
-            _event(rights_request, RequestEvent.Kind.VERIFY, actor, details={"method": "session"})
-            _audit(rights_request, actor, "verified", method="session")
+            request_event_record(
+                rights_request=rights_request,
+                action="rights_request.verified",
+                actor=actor,
+                kind=RequestEvent.Kind.VERIFY,
+                details={"method": "session"},
+            )
             _move(rights_request, Status.IN_PROGRESS, actor)
         else:
             _move(rights_request, Status.AWAITING_VERIFICATION, actor)
@@ -275,16 +270,24 @@ def _submit_duplicate(values: dict, original: RightsRequest, actor) -> RightsReq
         reference=_provisional_reference(), status=Status.DUPLICATE, duplicate_of=original, closed_at=now, **values
     )
     _assign_reference(duplicate)
-    _event(
-        duplicate,
-        RequestEvent.Kind.MOVE,
-        actor,
+    request_event_record(
+        rights_request=duplicate,
+        action="rights_request.submitted",
+        actor=actor,
+        kind=RequestEvent.Kind.MOVE,
         to_status=Status.DUPLICATE,
         message=f"Duplicate of {original.reference}, which is open for the same right.",
         details={"duplicate_of": original.reference, "channel": values["channel"]},
+        audit_details={"right": duplicate.right, "channel": duplicate.channel, "duplicate_of": original.reference},
     )
-    _audit(duplicate, actor, "submitted", right=duplicate.right, channel=duplicate.channel, duplicate_of=original.reference)
-    _event(original, RequestEvent.Kind.NOTE, actor, message=f"{duplicate.reference} was closed as a duplicate of this request.")
+    # A pointer for staff reading the original; the duplicate's own submission is the audited fact.
+    request_event_record(
+        rights_request=original,
+        action="rights_request.note_added",
+        actor=actor,
+        message=f"{duplicate.reference} was closed as a duplicate of this request.",
+        audited=False,
+    )
     request_email_send(
         rights_request=duplicate,
         template="duplicate",
@@ -329,8 +332,13 @@ def rights_request_verify(*, rights_request: RightsRequest, actor, method: str) 
             raise RequestActionError(f"Request {locked.reference} is already verified.", code="already_verified")
         locked.verified_at = timezone.now()
         locked.save(update_fields=["verified_at", "updated_at"])
-        _event(locked, RequestEvent.Kind.VERIFY, actor, details={"method": method})
-        _audit(locked, actor, "verified", method=method)
+        request_event_record(
+            rights_request=locked,
+            action="rights_request.verified",
+            actor=actor,
+            kind=RequestEvent.Kind.VERIFY,
+            details={"method": method},
+        )
         if locked.status in (Status.RECEIVED, Status.AWAITING_VERIFICATION):
             _move(locked, Status.IN_PROGRESS, actor)
     return _sync(rights_request, locked)
@@ -354,14 +362,15 @@ def rights_request_agent_verify(*, rights_request: RightsRequest, actor) -> Righ
         locked.agent_verified_at = timezone.now()
         locked.agent_verified_by = actor
         locked.save(update_fields=["agent_verified_at", "agent_verified_by", "updated_at"])
-        _event(
-            locked,
-            RequestEvent.Kind.VERIFY,
-            actor,
+        request_event_record(
+            rights_request=locked,
+            action="rights_request.agent_verified",
+            actor=actor,
+            kind=RequestEvent.Kind.VERIFY,
             message="The agent's proof of authority was checked.",
             details={"agent": True},
+            audit_details={},
         )
-        _audit(locked, actor, "agent_verified")
     return _sync(rights_request, locked)
 
 
@@ -377,8 +386,9 @@ def rights_request_assign(*, rights_request: RightsRequest, assignee, actor) -> 
         locked.assignee = assignee
         locked.save(update_fields=["assignee", "updated_at"])
         ids = {"from_user": previous, "to_user": getattr(assignee, "pk", None)}
-        _event(locked, RequestEvent.Kind.ASSIGN, actor, details=ids)
-        _audit(locked, actor, "assigned", **ids)
+        request_event_record(
+            rights_request=locked, action="rights_request.assigned", actor=actor, kind=RequestEvent.Kind.ASSIGN, details=ids
+        )
     return _sync(rights_request, locked)
 
 
@@ -433,8 +443,15 @@ def rights_request_resume(*, rights_request: RightsRequest, actor) -> RightsRequ
             fields.append("reminders_sent")
         locked.status = back_to
         locked.save(update_fields=fields)
-        _event(locked, RequestEvent.Kind.MOVE, actor, from_status=Status.ON_HOLD, to_status=back_to, details=details)
-        _audit(locked, actor, "moved", from_status=Status.ON_HOLD, to_status=back_to, **details)
+        request_event_record(
+            rights_request=locked,
+            action="rights_request.moved",
+            actor=actor,
+            kind=RequestEvent.Kind.MOVE,
+            from_status=Status.ON_HOLD,
+            to_status=back_to,
+            details=details,
+        )
     return _sync(rights_request, locked)
 
 
@@ -473,18 +490,30 @@ def rights_request_extend(*, rights_request: RightsRequest, actor, reason: str) 
             "previous_due_at": previous_due.isoformat(),
             "extensions_used": locked.extensions_used,
         }
-        _event(locked, RequestEvent.Kind.EXTEND, actor, message=reason, details=details)
-        _audit(locked, actor, "extended", **details)
+        request_event_record(
+            rights_request=locked,
+            action="rights_request.extended",
+            actor=actor,
+            kind=RequestEvent.Kind.EXTEND,
+            message=reason,
+            details=details,
+        )
         request_email_send(rights_request=locked, template="extension", actor=actor, reason=reason, previous_due_at=previous_due)
     return _sync(rights_request, locked)
 
 
+def approval_permission(rights_request: RightsRequest) -> str:
+    """The permission that approving this request needs: the one rule the service enforces and the
+    workbench's Approve button follows. An erasure needs a DPO's; so does a child report, which once
+    confirmed is fulfilled by erasing the account; any other right a DPO's or a privacy analyst's."""
+    return APPROVE_ERASURE if rights_request.right in (Right.ERASURE, Right.CHILD_REPORT) else APPROVE
+
+
 def rights_request_approve(*, rights_request: RightsRequest, actor) -> RightsRequest:
-    """Approve the request for fulfilment: erasure by a DPO, other rights by a DPO or privacy analyst."""
+    """Approve the request for fulfilment, if `actor` holds `approval_permission(request)`."""
     with transaction.atomic():
         locked = _lock(rights_request)
-        # A child report, once confirmed, is fulfilled by erasing the account: the erasure's approver decides.
-        perm = APPROVE_ERASURE if locked.right in (Right.ERASURE, Right.CHILD_REPORT) else APPROVE
+        perm = approval_permission(locked)
         if actor is None or not actor.has_perm(perm):
             raise PermissionDenied(f"Approving {locked.get_right_display().lower()} requests needs the permission {perm}.")
         _check_move(locked, Status.FULFILLING)
@@ -553,6 +582,7 @@ def rights_request_note(*, rights_request: RightsRequest, actor, message: str) -
     message = _require_text(message, "note")
     with transaction.atomic():
         locked = _lock(rights_request)
-        event = _event(locked, RequestEvent.Kind.NOTE, actor, message=message)
-        _audit(locked, actor, "note_added", event=event.pk)
+        event = request_event_record(
+            rights_request=locked, action="rights_request.note_added", actor=actor, message=message, audit_details={}
+        )
     return event

@@ -38,11 +38,10 @@ from django.db.models import F, Max, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from privacyops.audit import audit_record
-
 from . import services
 from .emails import request_email_send, site_url
 from .models import Requester, Right, RightsRequest, Status, VerificationLink
+from .timeline import request_event_record
 
 logger = logging.getLogger(__name__)
 
@@ -101,12 +100,13 @@ def verification_link_send(*, rights_request: RightsRequest, actor=None) -> Veri
             expires_at=now + timedelta(days=settings.REQUEST_VERIFICATION_DAYS),
         )
         details = {"link": link.pk, "expires_at": link.expires_at.isoformat(), "replaced": replaced}
-        audit_record(
-            actor=actor,
+        # Audited only: the e-mail that carries the link is the timeline's entry.
+        request_event_record(
+            rights_request=locked,
             action="rights_request.verification_link_sent",
-            target=locked,
-            subject=locked.subject_ref,
-            details={"reference": locked.reference, "to_account": locked.subject is not None, **details},
+            actor=actor,
+            kind=None,
+            details={"to_account": locked.subject is not None, **details},
         )
         request_email_send(
             rights_request=locked,
