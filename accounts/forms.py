@@ -5,6 +5,7 @@ from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
 from django.core.exceptions import ValidationError
 
 from .models import User
+from .selectors import account_by_email, normalised_email
 
 
 class UserCreationForm(BaseUserCreationForm):
@@ -15,8 +16,8 @@ class UserCreationForm(BaseUserCreationForm):
         fields = ("email",)
 
     def clean_email(self):
-        email = User.objects.normalize_email(self.cleaned_data["email"]).lower()
-        if User.objects.filter(email__iexact=email).exists():
+        email = normalised_email(self.cleaned_data["email"])
+        if account_by_email(email, active_only=False) is not None:
             raise ValidationError("An account with this email address already exists.", code="unique")
         return email
 
@@ -27,7 +28,8 @@ class UserChangeForm(DjangoUserChangeForm):
         fields = "__all__"
 
     def clean_email(self):
-        email = User.objects.normalize_email(self.cleaned_data["email"]).lower()
-        if User.objects.filter(email__iexact=email).exclude(pk=self.instance.pk).exists():
+        email = normalised_email(self.cleaned_data["email"])
+        holder = account_by_email(email, active_only=False)
+        if holder is not None and holder.pk != self.instance.pk:
             raise ValidationError("An account with this email address already exists.", code="unique")
         return email

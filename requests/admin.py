@@ -7,8 +7,9 @@ Invariants:
   (`RequestActionError`, `PermissionDenied`) as a message.
 - A button is shown only when the workflow table (`requests.models.MOVES`) allows its move from the
   request's current status and the user holds its permission: `change_rightsrequest` to work requests,
-  `approve_rightsrequest` to approve (`approve_erasure_rightsrequest` for erasure). Auditors see
-  everything and no button. The service checks again: a button is a hint, not the guard.
+  and to approve the one `services.approval_permission` names, the rule the service itself enforces
+  (so the button shows exactly when the service would accept). Auditors see everything and no button.
+  The service checks again: a button is a hint, not the guard.
 - The request page is read-only: the fields the model marks not editable and the ones that drive the
   workflow or the clock (status, assignee, right, jurisdiction, receipt) change only through actions; the
   timeline and the pauses are shown and never edited. Requests are never deleted here (legal record).
@@ -26,7 +27,6 @@ from dataclasses import dataclass, field
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q
 from django.http import FileResponse, Http404, HttpResponseRedirect
@@ -38,13 +38,17 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from accounts.models import User
+from accounts.selectors import account_by_email, staff_with_permission
 from consents.models import ConsentPurpose
 from inventory.models import DataCategory, Jurisdiction, Purpose
 from inventory.services import register_entry_save
 from privacyops.admin_utils import admin_object_or_404
 
-from . import dashboard, deadlines, metrics, services
+from . import dashboard, deadlines, metrics, rectification, services
+from .disclosures import disclosure_record
+from .erasure import erasure_preview
 from .forms import EMAIL_MAX
+from .fulfil import fulfil_objection, fulfil_restriction, fulfil_withdraw_consent
 from .models import (
     MOVES,
     Channel,
@@ -62,11 +66,12 @@ from .models import (
     RightsRequest,
     Status,
 )
+from .recipients import recipient_notice_done
+from .verification import VerificationError, verification_link_send
 
 VIEW = "requests.view_rightsrequest"
 ADD = "requests.add_rightsrequest"
 WORK = "requests.change_rightsrequest"
-APPROVE, APPROVE_ERASURE = services.APPROVE, services.APPROVE_ERASURE
 VIEW_DATA = "requests.view_personal_data_rightsrequest"
 NOTICE_DONE = "requests.change_recipientnotice"
 ADD_DISCLOSURE = "requests.add_disclosure"
@@ -119,13 +124,6 @@ def due_severity(rights_request: RightsRequest, now: datetime.datetime | None = 
 # --- Actions: which buttons a request shows, and the screens behind them -------------------------------------
 
 
-def staff_who_can_work_requests():
-    """Active staff holding `change_rightsrequest` (through a role or directly): who a request can go to."""
-    perm = Permission.objects.filter(content_type__app_label="requests", codename="change_rightsrequest")
-    holders = Q(is_superuser=True) | Q(groups__permissions__in=perm) | Q(user_permissions__in=perm)
-    return User.objects.filter(holders, is_staff=True, is_active=True).distinct().order_by("email")
-
-
 class VerifyForm(forms.Form):
     method = forms.CharField(
         max_length=200,
@@ -139,7 +137,7 @@ class AssignForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["assignee"].queryset = staff_who_can_work_requests()
+        self.fields["assignee"].queryset = staff_with_permission(WORK)  # who a request can go to
 
 
 class ExtendForm(forms.Form):
@@ -247,10 +245,6 @@ def _allows(rights_request: RightsRequest, to_status: str) -> bool:
     return to_status in MOVES.get(rights_request.status, frozenset())
 
 
-def _approve_permission(rights_request: RightsRequest) -> str:
-    return APPROVE_ERASURE if rights_request.right == Right.ERASURE else APPROVE
-
-
 @dataclass(frozen=True)
 class Action:
     key: str
@@ -294,8 +288,6 @@ def _call(action: str, rights_request: RightsRequest, user, data: dict):
     if action == "move":
         return services.rights_request_move(rights_request=r, to_status=data["to_status"], actor=user, note=data["note"])
     if action == "send_verification":
-        from .verification import VerificationError, verification_link_send
-
         try:
             return verification_link_send(rights_request=r, actor=user)
         except VerificationError as exc:  # worded for the requester; shown to staff like any refusal
@@ -303,8 +295,6 @@ def _call(action: str, rights_request: RightsRequest, user, data: dict):
     if action == "verify_agent":
         return services.rights_request_agent_verify(rights_request=r, actor=user)
     if action == "restrict":
-        from .fulfil import fulfil_restriction
-
         return fulfil_restriction(
             rights_request=r,
             actor=user,
@@ -313,12 +303,8 @@ def _call(action: str, rights_request: RightsRequest, user, data: dict):
             for_legal_claims=data["for_legal_claims"],
         )
     if action == "object":
-        from .fulfil import fulfil_objection
-
         return fulfil_objection(rights_request=r, actor=user, purpose=data["purpose"], reason=data["reason"])
     if action == "withdraw_consent":
-        from .fulfil import fulfil_withdraw_consent
-
         codes = [purpose.code for purpose in data["purposes"]] or None  # none chosen: every consent they gave
         return fulfil_withdraw_consent(rights_request=r, actor=user, purposes=codes)
     raise Http404(action)
@@ -365,7 +351,7 @@ ACTIONS: dict[str, Action] = {
             ConfirmForm,
             "Approves the request for fulfilment.",
             lambda r: _allows(r, Status.FULFILLING),
-            permission=_approve_permission,
+            permission=services.approval_permission,  # the service's own rule, so the button shows iff it accepts
             style="default",
         ),
         Action(
@@ -403,12 +389,7 @@ ACTIONS: dict[str, Action] = {
             "Verify the agent's authority",
             ConfirmForm,
             "Records that you checked the agent's proof of authority (PM-XI-2): open the file below first.",
-            lambda r: (
-                r.requester == Requester.AGENT
-                and r.agent_verified_at is None
-                and r.is_open
-                and hasattr(services, "rights_request_agent_verify")
-            ),
+            lambda r: r.requester == Requester.AGENT and r.agent_verified_at is None and r.is_open,
         ),
         Action(
             "restrict",
@@ -489,7 +470,7 @@ class LogRequestForm(forms.Form):
         email = data.get("subject_email")
         data["subject"] = None
         if email:
-            data["subject"] = User.objects.filter(email__iexact=email).first()
+            data["subject"] = account_by_email(email, active_only=False)
             if data["subject"] is None:
                 self.add_error("subject_email", "No account has this address. Leave it empty for a requester without one.")
         if not data.get("contact_email"):
@@ -791,13 +772,11 @@ class RightsRequestAdmin(admin.ModelAdmin):
         if not request.user.has_perm(VIEW):
             raise PermissionDenied
         rights_request = self._request_or_404(request, object_id)
-        may_decide = request.user.has_perm(APPROVE) and rights_request.is_open
+        may_decide = request.user.has_perm(rectification.PERMISSION) and rights_request.is_open
         items = RectificationItem.objects.filter(request=rights_request).select_related("decided_by")
         if request.method == "POST":
             if not may_decide:
                 raise PermissionDenied
-            from . import rectification
-
             decision = request.POST.get("decision")
             note = request.POST.get("note", "")
             try:
@@ -845,8 +824,6 @@ class RightsRequestAdmin(admin.ModelAdmin):
         back = HttpResponseRedirect(_url("rightsrequest_change", rights_request.pk))
         form = NoticeDoneForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            from .recipients import recipient_notice_done
-
             try:
                 recipient_notice_done(notice=notice, actor=request.user, note=form.cleaned_data["note"])
             except PermissionDenied as exc:
@@ -941,10 +918,6 @@ class RightsRequestAdmin(admin.ModelAdmin):
         """PM-IX-2: before an erasure is approved, what it would erase, anonymise and keep (and why)."""
         if rights_request.right not in (Right.ERASURE, Right.CHILD_REPORT) or rights_request.subject is None:
             return None
-        try:
-            from .erasure import erasure_preview
-        except ImportError:  # requests.erasure lands in this issue's next step; until then, no preview
-            return {"rows": [], "unavailable": True}
         rows = erasure_preview(subject=rights_request.subject)
         names = dict(DataCategory.objects.filter(code__in=[row["category"] for row in rows]).values_list("code", "name"))
         return {"rows": [{**row, "name": names.get(row["category"], row["category"])} for row in rows]}
@@ -983,7 +956,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
         if request.method == "POST" and "find" in request.POST:
             email = request.POST.get("subject_email", "").strip()
             searched = bool(email)
-            found = User.objects.filter(email__iexact=email).first() if email else None
+            found = account_by_email(email, active_only=False)
             typed = {name: request.POST[name] for name in LogRequestForm.base_fields if request.POST.get(name)}
             form = LogRequestForm(initial=typed)
         elif request.method == "POST":
@@ -1049,15 +1022,11 @@ class DisclosureForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["categories"].queryset = DataCategory.objects.order_by("name")
-        perm = Permission.objects.filter(content_type__app_label="requests", codename="add_disclosure")
-        holders = Q(is_superuser=True) | Q(groups__permissions__in=perm) | Q(user_permissions__in=perm)
-        self.fields["approved_by"].queryset = (
-            User.objects.filter(holders, is_staff=True, is_active=True).distinct().order_by("email")
-        )
+        self.fields["approved_by"].queryset = staff_with_permission(ADD_DISCLOSURE)
 
     def clean_subject_email(self):
         email = self.cleaned_data["subject_email"]
-        self.subject = User.objects.filter(email__iexact=email).first()
+        self.subject = account_by_email(email, active_only=False)
         if self.subject is None:
             raise ValidationError("No account has this address.")
         return email
@@ -1117,8 +1086,6 @@ class DisclosureAdmin(admin.ModelAdmin):
             raise PermissionDenied
         form = DisclosureForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            from .disclosures import disclosure_record
-
             data = form.cleaned_data
             try:
                 disclosure = disclosure_record(

@@ -24,21 +24,12 @@ Plain pages in the style of the consents app's until the portal issue restyles t
 
 Every page shows the DPO's contact (PM-XI-1), and where a jurisdiction is known its supervisory authority
 (PM-IX-7), through `requests/portal/base.html`.
-
-Modules other parts of issue 5 provide (re-authentication, rate limits, verification links, exports,
-rectification) are imported when a page needs them: until one has landed the page that needs it answers
-503 "not available yet" rather than doing without it (no download without re-authentication, no public
-form without its rate limit).
 """
 
 from __future__ import annotations
 
-import importlib
-from functools import wraps
-
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -49,10 +40,13 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts.reauth import reauth_required
+from accounts.selectors import account_by_email
 from inventory.models import Jurisdiction
 from inventory.selectors import jurisdiction_for_subject
+from privacyops.ratelimit import rate_limit_hit
 
-from . import deadlines, services
+from . import deadlines, exports, rectification, services, verification
 from .forms import SUBJECT_RIGHTS, ChildReportForm, PublicRequestForm, RightsRequestForm
 from .models import Channel, ExportPackage, RequestEvent, Right, RightsRequest, Status
 from .selectors import requests_open_for
@@ -97,7 +91,6 @@ RIGHT_INFO = {
 # The timeline entries meant for the requester: staff notes, assignments and reminders stay in the workbench.
 SUBJECT_EVENT_KINDS = (RequestEvent.Kind.MOVE, RequestEvent.Kind.EMAIL, RequestEvent.Kind.VERIFY, RequestEvent.Kind.EXTEND)
 PACKAGE_RIGHTS = frozenset({Right.ACCESS, Right.PORTABILITY})
-MAX_DOWNLOADS = 5  # the database's own limit (ExportPackage constraint export_package_at_most_5_downloads)
 # E-mailed download links per request and hour: a leaked status link must not flood the requester's mailbox.
 DOWNLOAD_LINKS_PER_HOUR = 5
 
@@ -105,44 +98,17 @@ DOWNLOAD_LINKS_PER_HOUR = 5
 # --- Helpers ------------------------------------------------------------------------------------------------
 
 
-def _optional(module: str):
-    """A module another part of issue 5 provides, or None while it has not landed."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as error:
-        if error.name != module:
-            raise
-        return None
-
-
 def _unavailable(request, what: str):
     return _page(request, "requests/portal/unavailable.html", {"what": what}, status=503)
-
-
-def _reauth_required(view):
-    """`accounts.reauth.reauth_required`, looked up per call: without it the page refuses, it never serves
-    personal data on the session alone."""
-
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        reauth = _optional("accounts.reauth")
-        if reauth is None:
-            return _unavailable(request, "Downloads, which need you to confirm it is you first,")
-        return reauth.reauth_required(view)(request, *args, **kwargs)
-
-    return wrapper
 
 
 def _client_address(request) -> str:
     return request.META.get("REMOTE_ADDR") or "unknown"
 
 
-def _intake_allowed(request, form_name: str) -> bool | None:
-    """One more public submission from this address within the hour? None when rate limiting is not there yet."""
-    ratelimit = _optional("privacyops.ratelimit")
-    if ratelimit is None:
-        return None
-    return ratelimit.rate_limit_hit(
+def _intake_allowed(request, form_name: str) -> bool:
+    """One more public submission from this address within the hour?"""
+    return rate_limit_hit(
         key=f"requests:{form_name}:{_client_address(request)}",
         limit=settings.REQUEST_INTAKE_PER_HOUR,
         window_seconds=INTAKE_WINDOW_SECONDS,
@@ -167,26 +133,22 @@ def _page(request, template: str, context: dict, *, jurisdiction=None, status: i
 
 
 def _package_state(rights_request: RightsRequest) -> dict | None:
-    """What the request's page says about its package, or None when the right has none or exports are not there."""
+    """What the request's page says about its package, or None when the right has none."""
     if rights_request.right not in PACKAGE_RIGHTS:
         return None
-    exports = _optional("requests.exports")
-    if exports is None:
-        return {"available": False}
     package = exports.latest_package(rights_request)
     now = timezone.now()
     lives = (
         package is not None
         and package.status == ExportPackage.Status.READY
         and package.expires_at > now
-        and package.downloads < MAX_DOWNLOADS
+        and package.downloads < exports.MAX_DOWNLOADS
     )
     return {
-        "available": True,
         "package": package,
         # Nothing leaves before verification (PM-IX-9); `download_link_*` check it again.
         "downloadable": lives and rights_request.verified_at is not None,
-        "downloads_left": MAX_DOWNLOADS - package.downloads if package else 0,
+        "downloads_left": exports.MAX_DOWNLOADS - package.downloads if package else 0,
         "expired": package is not None and (package.status == ExportPackage.Status.EXPIRED or package.expires_at <= now),
     }
 
@@ -223,12 +185,8 @@ def request_new(request):
         rights = [{"right": r, "policy_id": RIGHT_INFO[r][0], "text": RIGHT_INFO[r][1]} for r in SUBJECT_RIGHTS]
         return _page(request, "requests/portal/choose.html", {"rights": rights}, jurisdiction=jurisdiction)
 
-    rectification = None
     fields_to_fix = None
     if right == Right.RECTIFICATION:
-        rectification = _optional("requests.rectification")
-        if rectification is None:
-            return _unavailable(request, "Correcting your data through this page")
         fields_to_fix = rectification.rectifiable_fields(subject=user)
     form = RightsRequestForm(request.POST or None, right=right, fields_to_fix=fields_to_fix)
     if request.method == "POST" and form.is_valid():
@@ -242,7 +200,7 @@ def request_new(request):
                     channel=Channel.WEB,
                     verified=True,
                 )
-                if rectification is not None and rights_request.status != Status.DUPLICATE:
+                if right == Right.RECTIFICATION and rights_request.status != Status.DUPLICATE:
                     rectification.rectification_propose(rights_request=rights_request, changes=form.changes())
         except ValidationError as error:
             _form_errors(form, error)
@@ -296,7 +254,7 @@ def request_detail(request, reference: str):
         "rr": rights_request,
         "timeline": _timeline(rights_request),
         "package": _package_state(rights_request),
-        "max_downloads": MAX_DOWNLOADS,
+        "max_downloads": exports.MAX_DOWNLOADS,
     }
     return _page(request, "requests/portal/detail.html", context, jurisdiction=rights_request.jurisdiction)
 
@@ -318,13 +276,13 @@ def request_withdraw(request, reference: str):
 @never_cache
 @login_required(login_url=SIGNIN_URL)
 @require_http_methods(["GET", "POST"])
-@_reauth_required
+@reauth_required
 def package_download(request, reference: str):
     """After re-authentication: a new single-use link to the request's package, and straight to it. A GET
     (the way back from the re-authentication page) asks to confirm with a button first."""
     rights_request = _own_request(request, reference)
     state = _package_state(rights_request)
-    if state is None or not state["available"]:
+    if state is None:
         raise Http404("This request has no package.")
     if request.method == "GET":
         if not state["downloadable"]:
@@ -338,7 +296,6 @@ def package_download(request, reference: str):
     if state["package"] is None:
         messages.error(request, "Your package is not ready yet: we e-mail you when it is.")
         return redirect("requests:detail", reference=rights_request.reference)
-    exports = _optional("requests.exports")
     try:
         token = exports.download_link_issue(package=state["package"], subject=request.user)
     except exports.DownloadError as error:  # expired, failed, downloads used up, not this subject's
@@ -350,12 +307,9 @@ def package_download(request, reference: str):
 @never_cache
 @login_required(login_url=SIGNIN_URL)
 @require_GET
-@_reauth_required
+@reauth_required
 def download(request, token: str):
     """Stream the package behind a single-use link; the link is used up before the first byte is sent."""
-    exports = _optional("requests.exports")
-    if exports is None:
-        return _unavailable(request, "Downloads")
     try:
         package, chunks = exports.download_open(token=token, subject=request.user)
     except exports.DownloadError as error:
@@ -381,9 +335,6 @@ def _package_response(package: ExportPackage, chunks):
 def verify(request, token: str):
     """The verification link (section 3). A GET only asks to confirm: mail scanners open links, and the
     token is single use; the POST consumes it (`verification_link_consume`)."""
-    verification = _optional("requests.verification")
-    if verification is None:
-        return _unavailable(request, "Confirming a request by e-mail")
     if request.method == "GET":
         return _page(request, "requests/portal/verify.html", {"token": token})
     try:
@@ -399,9 +350,6 @@ def verify(request, token: str):
 @require_GET
 def status(request, token: str):
     """The signed status link: a read-only view of one request for a requester without a session."""
-    verification = _optional("requests.verification")
-    if verification is None:
-        return _unavailable(request, "Following a request by its status link")
     try:
         rights_request = verification.request_for_status_token(token)
     except verification.VerificationError as error:
@@ -411,7 +359,7 @@ def status(request, token: str):
         "timeline": _timeline(rights_request),
         "token": token,
         "package": _package_state(rights_request),
-        "max_downloads": MAX_DOWNLOADS,
+        "max_downloads": exports.MAX_DOWNLOADS,
         "link_minutes": settings.EXPORT_LINK_MINUTES,
     }
     return _page(request, "requests/portal/status.html", context, jurisdiction=rights_request.jurisdiction)
@@ -422,10 +370,6 @@ def status(request, token: str):
 def status_download(request, token: str):
     """A requester without an account asks for a download: the link goes by e-mail to the request's address,
     never to this page (module docstring). A request with an account downloads from its page after re-auth."""
-    verification = _optional("requests.verification")
-    exports = _optional("requests.exports")
-    if verification is None or exports is None or _optional("privacyops.ratelimit") is None:
-        return _unavailable(request, "Downloads without an account")
     try:
         rights_request = verification.request_for_status_token(token)
     except verification.VerificationError as error:
@@ -434,10 +378,10 @@ def status_download(request, token: str):
         messages.info(request, "This request belongs to an account: sign in and download the package from My requests.")
         return redirect("requests:status", token=token)
     state = _package_state(rights_request)
-    if state is None or not state["available"] or state["package"] is None:
+    if state is None or state["package"] is None:
         messages.error(request, "This request has no package to download (yet).")
         return redirect("requests:status", token=token)
-    allowed = _optional("privacyops.ratelimit").rate_limit_hit(
+    allowed = rate_limit_hit(
         key=f"requests:download-link:{rights_request.pk}", limit=DOWNLOAD_LINKS_PER_HOUR, window_seconds=INTAKE_WINDOW_SECONDS
     )
     if not allowed:
@@ -460,15 +404,12 @@ def status_download(request, token: str):
 def public_download(request, token: str):
     """The e-mailed download link of a request without an account. A GET only asks to confirm (mail scanners
     open links, and the link works once); the POST uses it up and streams the package."""
-    exports = _optional("requests.exports")
-    if exports is None:
-        return _unavailable(request, "Downloads")
     if request.method == "GET":
         try:
             package = exports.download_link_package(token=token)
         except exports.DownloadError as error:
             return _page(request, "requests/portal/link_failed.html", {"error": str(error)}, status=410)
-        context = {"token": token, "rr": package.request, "downloads_left": MAX_DOWNLOADS - package.downloads}
+        context = {"token": token, "rr": package.request, "downloads_left": exports.MAX_DOWNLOADS - package.downloads}
         return _page(request, "requests/portal/public_download.html", context, jurisdiction=package.request.jurisdiction)
     try:
         package, chunks = exports.download_open(token=token, subject=None)
@@ -484,18 +425,10 @@ def _jurisdictions():
     return Jurisdiction.objects.order_by("name")
 
 
-def _account_by_email(email: str):
-    # Exact address (the account manager stores addresses in lower case), active accounts only.
-    return get_user_model().objects.filter(email=email.strip().lower(), is_active=True).first()
-
-
 @require_http_methods(["GET", "POST"])
 def public_new(request):
     """A request without signing in (section 3): verified by a link to the address given before anything
     is done. The same answer whether or not an account has that address."""
-    verification = _optional("requests.verification")
-    if verification is None or _optional("privacyops.ratelimit") is None:
-        return _unavailable(request, "Requests without an account")
     form = PublicRequestForm(request.POST or None)
     context = {"form": form, "jurisdictions": _jurisdictions()}
     if request.method == "POST":
@@ -503,7 +436,7 @@ def public_new(request):
             return _page(request, "requests/portal/rate_limited.html", {}, status=429)
         if form.is_valid():
             data = form.cleaned_data
-            account = _account_by_email(data["contact_email"])
+            account = account_by_email(data["contact_email"])
             with transaction.atomic():
                 # An account with this address: the request is its holder's, under the account's jurisdiction;
                 # the link goes to that address, so only its holder can confirm it.
@@ -528,8 +461,6 @@ def child_report(request):
     with a deadline. Linked to the account only when an account has exactly the address given, and the
     answer, the acknowledgement and its deadline are the same either way (the reporter's jurisdiction, not
     the account's), so the form never tells whether an account exists."""
-    if _optional("privacyops.ratelimit") is None:
-        return _unavailable(request, "Reports of a child's account")
     form = ChildReportForm(request.POST or None)
     if request.method == "POST":
         if not _intake_allowed(request, "child-report"):
@@ -539,7 +470,7 @@ def child_report(request):
             jurisdiction = data["jurisdiction"] or Jurisdiction.objects.filter(code=Jurisdiction.DEFAULT).first()
             if jurisdiction is None:
                 return _unavailable(request, "Reports of a child's account (the register has no DEFAULT jurisdiction)")
-            account = _account_by_email(data["account_email"]) if data["account_email"] else None
+            account = account_by_email(data["account_email"]) if data["account_email"] else None
             if account is not None and requests_open_for(account.subject_ref, Right.CHILD_REPORT).exists():
                 # A second report of the same account is not closed as a duplicate: that tells the reporter, by
                 # the duplicate e-mail, that the account exists. It is recorded unlinked; staff join them.

@@ -12,10 +12,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.roles import ROLE_DPO
-from consents.models import ProcessingRestriction
+from consents.ledger import consent_record
+from consents.models import ConsentEvent, ProcessingRestriction
 from inventory.models import Jurisdiction
 from privacyops.models import AuditEvent
-from requests import services
 from requests.models import (
     Disclosure,
     ExportPackage,
@@ -127,50 +127,37 @@ def test_pm_xi_2_the_agents_proof_is_served_only_to_staff_who_work_requests(clie
         assert client.get(url("rightsrequest_authority", agent_request.pk)).status_code == 403
 
 
-def test_pm_xi_2_verifying_the_agents_authority_calls_the_service(client, agent_request, monkeypatch):
-    calls = []
-
-    def agent_verify(*, rights_request, actor):
-        calls.append((rights_request.pk, actor))
-        return rights_request
-
+def test_pm_xi_2_verifying_the_agents_authority_calls_the_service(client, agent_request):
     dpo = login(client, "DPO")
-    monkeypatch.delattr(services, "rights_request_agent_verify", raising=False)
-    assert "verify_agent" not in buttons(client, agent_request)  # no service yet: no button
-    monkeypatch.setattr(services, "rights_request_agent_verify", agent_verify, raising=False)
     assert "verify_agent" in buttons(client, agent_request)
     screen = client.get(action_url(agent_request, "verify_agent"))
     assert screen.context["authority_url"] == url("rightsrequest_authority", agent_request.pk)
     assert client.post(action_url(agent_request, "verify_agent")).status_code == 302
-    assert calls == [(agent_request.pk, dpo)]
+    agent_request.refresh_from_db()
+    assert agent_request.agent_verified_by == dpo and agent_request.agent_verified_at is not None
+    assert AuditEvent.objects.filter(action="rights_request.agent_verified", actor_id=dpo.pk).count() == 1
+    assert "verify_agent" not in buttons(client, agent_request)  # done: no second button
     login(client, "Auditor")
     assert client.post(action_url(agent_request, "verify_agent")).status_code == 403
-    assert len(calls) == 1
+    assert AuditEvent.objects.filter(action="rights_request.agent_verified").count() == 1
 
 
 # --- Erasure preview, job progress, packages ------------------------------------------------------------------------
 
 
-def test_pm_ix_2_the_erasure_preview_is_shown_before_approving(client, sg, monkeypatch):
+def test_pm_ix_2_the_erasure_preview_is_shown_before_approving(client, sg):
     DataCategoryFactory(code="account-information", name="Account information")
     subject = UserFactory(country="SG")
     rights_request = RightsRequestFactory(
         subject=subject, jurisdiction=sg, right=Right.ERASURE, status=Status.AWAITING_APPROVAL, verified_at=timezone.now()
     )
-    seen = []
-    row = {"category": "account-information", "erased": 1, "anonymised": 0, "held": 0, "kept": 0, "legal_duty": 2}
-
-    def preview(*, subject):
-        seen.append(subject)
-        return [{**row, "hold_reasons": []}]
-
-    monkeypatch.setattr("requests.erasure.erasure_preview", preview)
     login(client, "DPO")
     response = client.get(action_url(rights_request, "approve"))
-    assert seen == [subject]
-    assert response.context["erasure_preview"]["rows"][0]["name"] == "Account information"
+    rows = {row["category"]: row for row in response.context["erasure_preview"]["rows"]}
+    assert rows["account-information"]["name"] == "Account information"  # the register's name for the code
+    assert rows["account-information"]["erased"] + rows["account-information"]["anonymised"] >= 1  # the account itself
     html = response.content.decode()
-    assert "What the erasure would do" in html and "records we must keep" in html
+    assert "What the erasure would do" in html and "Account information" in html
     access = RightsRequestFactory(
         jurisdiction=sg, right=Right.ACCESS, status=Status.AWAITING_APPROVAL, verified_at=timezone.now()
     )
@@ -281,22 +268,29 @@ def test_pm_ix_5_restriction_is_placed_through_the_consents_app(client, sg):
     assert AuditEvent.objects.filter(actor_id=dpo.pk).exists()
 
 
-def test_pm_ix_5_objection_and_pm_ix_6_withdrawal_call_their_services(client, sg, monkeypatch):
-    calls = []
-    monkeypatch.setattr("requests.fulfil.fulfil_objection", lambda **kw: calls.append(("object", kw)))
-    monkeypatch.setattr("requests.fulfil.fulfil_withdraw_consent", lambda **kw: calls.append(("withdraw", kw)))
+def test_pm_ix_5_objection_and_pm_ix_6_withdrawal_call_their_services(client, sg):
     dpo = login(client, ROLE_DPO)
     objection = fulfilling(sg, Right.OBJECTION)
     client.post(action_url(objection, "object"), {"purpose": "", "reason": "Direct marketing."})
+    restriction = ProcessingRestriction.objects.get()
+    assert (restriction.kind, restriction.purpose_id, restriction.subject_id) == ("objection", None, objection.subject_id)
+    assert restriction.reason == "Direct marketing."
     marketing = ConsentPurposeFactory(code="marketing-email")
+    analytics = ConsentPurposeFactory(code="analytics-cookies")
     withdrawal = fulfilling(sg, Right.WITHDRAW_CONSENT)
+    for purpose in (marketing, analytics):
+        consent_record(
+            purpose=purpose, action=ConsentEvent.Action.GIVEN, method=ConsentEvent.Method.API, subject=withdrawal.subject
+        )
     client.post(action_url(withdrawal, "withdraw_consent"), {"purposes": [marketing.pk]})
-    client.post(action_url(withdrawal, "withdraw_consent"), {})
-    assert calls == [
-        ("object", {"rights_request": objection, "actor": dpo, "purpose": None, "reason": "Direct marketing."}),
-        ("withdraw", {"rights_request": withdrawal, "actor": dpo, "purposes": ["marketing-email"]}),
-        ("withdraw", {"rights_request": withdrawal, "actor": dpo, "purposes": None}),  # nothing ticked: every consent given
-    ]
+    staff_events = ConsentEvent.objects.filter(subject_ref=withdrawal.subject.subject_ref, method=ConsentEvent.Method.STAFF)
+    assert [(e.purpose.code, e.action) for e in staff_events] == [("marketing-email", ConsentEvent.Action.WITHDRAWN)]
+    client.post(action_url(withdrawal, "withdraw_consent"), {})  # nothing ticked: every consent given
+    assert {(e.purpose.code, e.action) for e in staff_events.all()} == {
+        ("marketing-email", ConsentEvent.Action.WITHDRAWN),
+        ("analytics-cookies", ConsentEvent.Action.WITHDRAWN),
+    }
+    assert AuditEvent.objects.filter(action="rights_request.consent_withdrawn", actor_id=dpo.pk).count() == 2
 
 
 def test_fulfilment_buttons_appear_only_while_fulfilling_and_never_for_the_auditor(client, sg):

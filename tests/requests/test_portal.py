@@ -1,14 +1,11 @@
 """The signed-in subject's rights pages (issue 5 section 4; PM-IX-1 ... PM-IX-9, PM-XI-1): exercise a right,
 my requests, one request with its timeline, withdraw, and the package download behind re-authentication.
 
-The download's view logic is tested here against a stand-in for `requests.exports` (the real package is
-built and downloaded end to end in tests/integration/test_access_request_flow.py); re-authentication is
-the real `accounts.reauth`.
+Downloads go through the real `requests.exports` (a package built from the subject's rows) and the real
+`accounts.reauth`.
 """
 
-import importlib
 import time
-import types
 from datetime import timedelta
 
 import pytest
@@ -16,8 +13,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from requests import services, views
-from requests.models import ExportPackage, RequestEvent, Right, RightsRequest, Status
+from accounts import reauth
+from requests import exports, rectification, services, views
+from requests.models import DownloadLink, ExportPackage, JobStatus, RequestEvent, Right, RightsRequest, Status
 from tests.factories.accounts import StaffFactory, UserFactory
 from tests.factories.consents import ConsentPurposeFactory
 from tests.factories.inventory import JurisdictionFactory
@@ -40,15 +38,6 @@ def subject(singapore, client):
     user = UserFactory(country="SG")
     client.force_login(user)
     return user
-
-
-@pytest.fixture
-def modules(monkeypatch):
-    """Stand-ins for modules of other parts of issue 5: name -> module, or None for "not landed"."""
-    overrides = {}
-    real = views._optional
-    monkeypatch.setattr(views, "_optional", lambda name: overrides[name] if name in overrides else real(name))
-    return overrides
 
 
 def _submit(user, right=Right.ACCESS, **kwargs):
@@ -166,10 +155,9 @@ def test_pm_ix_5_restriction_offers_register_purposes_or_all_processing(client, 
 
 
 def test_pm_ix_3_rectification_lists_the_rectifiable_fields_and_proposes_the_changes(client, subject):
-    pytest.importorskip("requests.rectification")
     page = client.get(reverse("requests:new"), {"right": Right.RECTIFICATION}).content.decode()
     assert "Your name" in page and subject.name in page
-    fields = views._optional("requests.rectification").rectifiable_fields(subject=subject)
+    fields = rectification.rectifiable_fields(subject=subject)
     name_index = next(i for i, f in enumerate(fields) if f["model_label"] == "accounts.User" and f["field"] == "name")
     nothing = client.post(reverse("requests:new"), {"right": Right.RECTIFICATION})
     assert "Give at least one corrected value." in nothing.content.decode() and not RightsRequest.objects.exists()
@@ -181,17 +169,11 @@ def test_pm_ix_3_rectification_lists_the_rectifiable_fields_and_proposes_the_cha
 
 
 def test_rectification_rejected_by_the_model_field_keeps_nothing(client, subject):
-    pytest.importorskip("requests.rectification")
-    fields = views._optional("requests.rectification").rectifiable_fields(subject=subject)
+    fields = rectification.rectifiable_fields(subject=subject)
     birth = next(i for i, f in enumerate(fields) if f["field"] == "date_of_birth")
     response = client.post(reverse("requests:new"), {"right": Right.RECTIFICATION, f"fix_{birth}": "not a date"})
     assert response.status_code == 200 and "errors" in response.content.decode()
     assert not RightsRequest.objects.exists()  # the request and its items roll back together
-
-
-def test_rectification_page_is_unavailable_until_its_module_lands(client, subject, modules):
-    modules["requests.rectification"] = None
-    assert client.get(reverse("requests:new"), {"right": Right.RECTIFICATION}).status_code == 503
 
 
 # --- My requests, one request, withdraw -------------------------------------------------------------------
@@ -239,127 +221,78 @@ def test_withdraw_needs_a_post(client, subject):
 # --- The package and its download ---------------------------------------------------------------------------
 
 
-class DownloadError(Exception):
-    pass
-
-
-def _fake_exports(package, chunks=(b"PK\x03\x04", b"rest")):
-    issued, opened = [], []
-
-    def download_link_issue(*, package, subject):
-        if package.downloads >= 5:
-            raise DownloadError("All 5 downloads of this package are used.")
-        issued.append((package, subject))
-        return f"tok-{len(issued)}"
-
-    def download_open(*, token, subject):
-        if token != f"tok-{len(issued)}" or token in opened:
-            raise DownloadError("This link was used already.")
-        opened.append(token)
-        return package, iter(chunks)
-
-    return types.SimpleNamespace(
-        DownloadError=DownloadError,
-        latest_package=lambda rights_request: package,
-        download_link_issue=download_link_issue,
-        download_open=download_open,
-        issued=issued,
-    )
-
-
-def _package(rights_request, **kwargs):
-    values = {
-        "status": ExportPackage.Status.READY,
-        "sha256": "0" * 64,
-        "size_bytes": 8,
-        "expires_at": timezone.now() + timedelta(days=7),
-    }
-    return ExportPackage.objects.create(request=rights_request, **(values | kwargs))
+def _ready(subject, **kwargs) -> tuple[RightsRequest, ExportPackage]:
+    """A verified access request of the subject and its real package, built by `exports.export_package_work`."""
+    rights_request = _submit(subject)
+    RightsRequest.objects.filter(pk=rights_request.pk).update(status=Status.FULFILLING, job_status=JobStatus.QUEUED)
+    package = exports.export_package_work(request_id=rights_request.pk)
+    if kwargs:
+        ExportPackage.objects.filter(pk=package.pk).update(**kwargs)
+        package.refresh_from_db()
+    return rights_request, package
 
 
 def _reauthenticate(client):
-    reauth = pytest.importorskip("accounts.reauth")
     session = client.session
     session[reauth.SESSION_KEY] = {"user": str(session["_auth_user_id"]), "at": time.time()}
     session.save()
 
 
-def test_pm_ix_1_download_needs_reauth_then_streams_the_package_through_a_single_use_link(client, subject, modules):
-    rights_request = _submit(subject)
-    package = _package(rights_request, downloads=1)
-    modules["requests.exports"] = exports = _fake_exports(package)
+def test_pm_ix_1_download_needs_reauth_then_streams_the_package_through_a_single_use_link(client, subject):
+    rights_request, package = _ready(subject, downloads=1)
     detail = client.get(reverse("requests:detail", kwargs={"reference": rights_request.reference})).content.decode()
     assert "Download my data" in detail and "4 more times" in detail
     start = reverse("requests:package", kwargs={"reference": rights_request.reference})
     response = client.post(start)
     assert response.status_code == 302 and response["Location"].startswith(reverse("accounts:reauth"))
-    assert exports.issued == []  # no link before re-authentication
+    assert not DownloadLink.objects.exists()  # no link before re-authentication
     _reauthenticate(client)
     assert "Download my data" in client.get(start).content.decode()  # back from re-auth: confirm with a button
     response = client.post(start)
-    assert response.status_code == 302 and response["Location"] == reverse("requests:download", kwargs={"token": "tok-1"})
-    assert exports.issued == [(package, subject)]
+    assert response.status_code == 302 and response["Location"].startswith("/my/requests/download/")
+    assert DownloadLink.objects.filter(package=package).count() == 1
     download = client.get(response["Location"])
     assert download.status_code == 200 and download["Content-Type"] == "application/zip"
     assert download["Content-Disposition"] == f'attachment; filename="{rights_request.reference}-data.zip"'
-    assert b"".join(download.streaming_content) == b"PK\x03\x04rest"
+    assert b"".join(download.streaming_content).startswith(b"PK\x03\x04")
     assert "no-store" in download["Cache-Control"]
     used = client.get(response["Location"])
-    assert used.status_code == 410 and "This link was used already." in used.content.decode()
+    assert used.status_code == 410
     assert reverse("requests:list") in used.content.decode()  # where to ask for a new link
 
 
-def test_the_download_link_itself_needs_reauth(client, subject, modules):
-    rights_request = _submit(subject)
-    modules["requests.exports"] = _fake_exports(_package(rights_request))
+def test_the_download_link_itself_needs_reauth(client, subject):
+    _ready(subject)
     response = client.get(reverse("requests:download", kwargs={"token": "tok-1"}))
     assert response.status_code == 302 and response["Location"].startswith(reverse("accounts:reauth"))
 
 
-def test_a_refused_link_is_explained_on_the_request_page(client, subject, modules):
-    rights_request = _submit(subject)
-    package = _package(rights_request, downloads=4)
-    modules["requests.exports"] = _fake_exports(package)
+def test_a_refused_link_is_explained_on_the_request_page(client, subject):
+    rights_request, package = _ready(subject, downloads=4)
     _reauthenticate(client)
-    ExportPackage.objects.filter(pk=package.pk).update(downloads=5)
-    package.downloads = 5
+    ExportPackage.objects.filter(pk=package.pk).update(downloads=exports.MAX_DOWNLOADS)
     response = client.post(reverse("requests:package", kwargs={"reference": rights_request.reference}), follow=True)
-    assert "All 5 downloads of this package are used." in response.content.decode()
+    page = response.content.decode()
+    assert f"downloaded {exports.MAX_DOWNLOADS} times, the most we allow" in page  # the service's refusal, shown
+    assert f"You have used all {exports.MAX_DOWNLOADS} downloads" in page
+    assert not DownloadLink.objects.exists()
 
 
-def test_package_states_on_the_request_page(client, subject, modules):
+def test_package_states_on_the_request_page(client, subject):
     rights_request = _submit(subject)
     url = reverse("requests:detail", kwargs={"reference": rights_request.reference})
-    modules["requests.exports"] = _fake_exports(None)
     assert "not ready yet" in client.get(url).content.decode()
-    modules["requests.exports"] = _fake_exports(_package(rights_request, expires_at=timezone.now() - timedelta(minutes=1)))
-    assert "expired" in client.get(url).content.decode()
-    modules["requests.exports"] = None
-    assert "Downloads are not available on this site yet" in client.get(url).content.decode()
-    assert client.post(reverse("requests:package", kwargs={"reference": rights_request.reference})).status_code in (404, 302)
+    _reauthenticate(client)
+    response = client.post(reverse("requests:package", kwargs={"reference": rights_request.reference}), follow=True)
+    assert "not ready yet" in response.content.decode()
+    expired, _ = _ready(UserFactory(country="SG"), expires_at=timezone.now() - timedelta(minutes=1))
+    client.force_login(expired.subject)
+    assert "expired" in client.get(reverse("requests:detail", kwargs={"reference": expired.reference})).content.decode()
 
 
-def test_a_request_without_a_package_right_has_no_download(client, subject, modules):
+def test_a_request_without_a_package_right_has_no_download(client, subject):
     rights_request = _submit(subject, right=Right.ERASURE)
-    modules["requests.exports"] = _fake_exports(None)
     page = client.get(reverse("requests:detail", kwargs={"reference": rights_request.reference})).content.decode()
     assert "Your data" not in page
     _reauthenticate(client)
     assert client.post(reverse("requests:package", kwargs={"reference": rights_request.reference})).status_code == 404
-
-
-def test_downloads_refuse_without_reauthentication_module(client, subject, modules):
-    rights_request = _submit(subject)
-    modules["requests.exports"] = _fake_exports(_package(rights_request))
-    modules["accounts.reauth"] = None
-    assert client.post(reverse("requests:package", kwargs={"reference": rights_request.reference})).status_code == 503
-    assert client.get(reverse("requests:download", kwargs={"token": "tok-1"})).status_code == 503
-
-
-def test_optional_module_errors_other_than_missing_are_not_hidden(monkeypatch):
-    def broken(name):
-        raise ModuleNotFoundError("No module named 'somewhere_else'", name="somewhere_else")
-
-    monkeypatch.setattr(importlib, "import_module", broken)
-    with pytest.raises(ModuleNotFoundError):
-        views._optional("requests.exports")

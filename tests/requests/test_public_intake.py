@@ -9,14 +9,12 @@ from django.test import Client
 from django.urls import reverse
 
 from inventory.models import Jurisdiction
-from requests import views
 from requests.models import DeadlineRule, Right, RightsRequest, Status, VerificationLink
 from tests.factories.accounts import UserFactory
 from tests.factories.inventory import JurisdictionFactory
 from tests.factories.requests import DeadlineRuleFactory
 
 pytestmark = pytest.mark.django_db
-verification = pytest.importorskip("requests.verification")
 
 
 @pytest.fixture
@@ -26,14 +24,6 @@ def register():
     for jurisdiction in (singapore, default):
         DeadlineRuleFactory(jurisdiction=jurisdiction, period_value=30, period_unit="calendar_days")
     return {"SG": singapore, "DEFAULT": default}
-
-
-@pytest.fixture
-def modules(monkeypatch):
-    overrides = {}
-    real = views._optional
-    monkeypatch.setattr(views, "_optional", lambda name: overrides[name] if name in overrides else real(name))
-    return overrides
 
 
 def _public(client, register, email="someone@example.org", **kwargs):
@@ -141,17 +131,6 @@ def test_the_public_forms_keep_csrf_protection(register):
     assert client.post(reverse("requests:child_report"), data).status_code == 403
     assert client.post(reverse("requests:verify", kwargs={"token": "x"})).status_code == 403
     assert not RightsRequest.objects.exists()
-
-
-def test_public_pages_are_unavailable_without_their_modules(client, register, modules):
-    modules["privacyops.ratelimit"] = None
-    assert client.get(reverse("requests:public_new")).status_code == 503
-    assert client.get(reverse("requests:child_report")).status_code == 503
-    modules.pop("privacyops.ratelimit")
-    modules["requests.verification"] = None
-    assert client.get(reverse("requests:public_new")).status_code == 503
-    assert client.get(reverse("requests:verify", kwargs={"token": "x"})).status_code == 503
-    assert client.get(reverse("requests:status", kwargs={"token": "x"})).status_code == 503
 
 
 # --- Reports of a child's account (PM-VIII-2) ---------------------------------------------------------------

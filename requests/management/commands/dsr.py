@@ -11,18 +11,19 @@ from __future__ import annotations
 import datetime
 import os
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from accounts.selectors import account_by_email
 from privacyops.audit import audit_record
 from requests.erasure import erasure_preview, erasures_replay, subject_erase
+from requests.exports import package_write_plain
 
 PREVIEW_COLUMNS = ("erased", "anonymised", "held", "kept", "legal_duty")
 
 
 def _account(email: str):
-    account = get_user_model().objects.filter(email__iexact=(email or "").strip()).first()
+    account = account_by_email(email, active_only=False)
     if account is None:
         raise CommandError("No account has that email address (nothing was done).")
     return account
@@ -62,10 +63,6 @@ class Command(BaseCommand):
 
     def _export(self, email: str, out: str) -> None:
         account = _account(email)
-        try:
-            from requests.exports import package_write_plain
-        except ImportError:
-            raise CommandError("Export packages are not available in this version (requests.exports is missing).") from None
         result = package_write_plain(subject=account, out=out) or {}
         with transaction.atomic():
             audit_record(
