@@ -46,6 +46,7 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         # Consent purposes, notices, cookies, policy versions (publish), restrictions, API keys; the ledger
         # only through the service (add = record on a subject's documented instruction; never change).
         "consents.*",
+        "policies.*",
         # Staff groups, and the permissions table the group screen lists.
         "auth.*",
         # Schedules of the periodic jobs (django-celery-beat keeps them in the database).
@@ -75,6 +76,7 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         # instruction (the service requires the instruction's reference). Not publishing policy versions,
         # not API keys.
         "consents.view_*",
+        "policies.view_*",
         "consents.add_consentevent",
         "consents.add_processingrestriction",
         "consents.change_processingrestriction",
@@ -96,6 +98,7 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "retention.view_*",
         # The consent ledger, receipts and proofs, policy versions and acceptances.
         "consents.view_*",
+        "policies.view_*",
         # Rights requests, their timelines and the clock rules; not a subject's data summary.
         "requests.view_rightsrequest",
         "requests.view_requestevent",
@@ -129,7 +132,7 @@ NEVER: dict[str, tuple[str, ...]] = {
         "requests.add_deadlinerule",
         "requests.change_deadlinerule",
         "requests.delete_deadlinerule",
-        "consents.publish_policyversion",
+        "policies.publish_policyversion",
         "consents.add_apikey",
         "consents.change_apikey",
         "consents.delete_apikey",
@@ -160,6 +163,7 @@ NEVER: dict[str, tuple[str, ...]] = {
         "auth.*",
         "retention.*",
         "consents.*",
+        "policies.*",
         "requests.approve_*",
         "requests.change_*",
         "requests.delete_*",

@@ -1,6 +1,6 @@
 """The DPO's workbench for consents: purposes, notices, cookies, the ledger and its proofs, restrictions, API keys.
 
-Policy versions, acceptances and notice deliveries live in `admin_policy`.
+Policy versions, acceptances and notice deliveries have their workbench in `policies.admin`.
 
 Invariants:
 - Every write goes through a service that writes its own audit event: consent events through
@@ -46,14 +46,11 @@ from django.utils.html import format_html, format_html_join
 from accounts.models import User
 from inventory.models import Jurisdiction
 from inventory.services import register_entries_delete, register_entry_delete, register_entry_save
+from policies.models import PolicyAcceptance
 from privacyops.admin_utils import EstimatedCountPaginator, ReadOnlyAdminMixin
 from privacyops.audit import audit_record
 
-from . import (
-    admin_policy,  # noqa: F401 (registers the policy-version screens)
-    dashboard,
-    ledger,
-)
+from . import dashboard, ledger
 from .admin_import import ConsentImportMixin
 from .apikeys import apikey_create, apikey_revoke
 from .models import (
@@ -64,7 +61,6 @@ from .models import (
     ConsentPurpose,
     ConsentState,
     CookieInventory,
-    PolicyAcceptance,
     ProcessingRestriction,
     VisitorLink,
 )

@@ -3,7 +3,7 @@ from django.apps import AppConfig
 
 class ConsentsConfig(AppConfig):
     name = "consents"
-    verbose_name = "Consents and policy versions"
+    verbose_name = "Consents"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):

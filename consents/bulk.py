@@ -53,9 +53,10 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from policies.models import PolicyVersion
 from privacyops.audit import audit_record
 
-from .models import GENESIS_HASH, ConsentChain, ConsentEvent, ConsentNotice, ConsentPurpose, ConsentState, PolicyVersion
+from .models import GENESIS_HASH, ConsentChain, ConsentEvent, ConsentNotice, ConsentPurpose, ConsentState
 
 Action = ConsentEvent.Action
 

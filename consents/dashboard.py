@@ -7,8 +7,7 @@ Shown to users who may view the ledger. The tile must stay cheap however large t
   purpose that has a lifetime, all in one query. A "given" state is due once its effective time plus the
   purpose's lifetime has passed (the expiry task then writes an "expired" event); states already past it
   mean the task is behind;
-- restrictions are a small table; the policy version comes from `consents.policy`'s selectors, and the
-  accounts still to be notified of it are counted up to NOTICE_CAP.
+- restrictions are a small table; the policy version and its notices come from `policies.dashboard`.
 Every flag links to a list filtered to exactly the rows it counts (the ledger's "recent" filter and the
 states' "expiry" filter use the same conditions as the tile, defined here).
 A fixed number of queries, whatever the size of the ledger.
@@ -23,17 +22,16 @@ from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils import timezone
 
+from policies.dashboard import policy_status
 from privacyops.dashboard import Flag, Tile, register_tile
 from retention.periods import cutoff
 
-from . import notices, policy
-from .models import ConsentEvent, ConsentPurpose, ConsentState, PolicyNoticeDelivery, ProcessingRestriction
+from .models import ConsentEvent, ConsentPurpose, ConsentState, ProcessingRestriction
 
 ORDER = 40  # before retention's purges: consents change daily
 RECENT_DAYS = 7
 EXPIRY_DAYS = 30
 LEDGER_WINDOW = 10_000  # newest events looked at for the recent counts
-NOTICE_CAP = 10_000  # accounts still to notify are counted up to this many
 RECENT_FILTER = "7d"  # the ledger list's filter value for `ledger_recent`
 
 
@@ -94,47 +92,6 @@ def active_restriction_counts(*, now: datetime.datetime) -> dict[str, int]:
     return {kind: counts.get(kind, 0) for kind in ProcessingRestriction.Kind.values}
 
 
-def _policy_status(*, now: datetime.datetime) -> tuple[list[str], list[Flag], str]:
-    """PM-X-1, PM-X-2: words on the version in force and the next one, flags on how far the newest one's
-    notices have gone (each a link to the deliveries in that state), and the severity they call for.
-
-    The first published version replaces nothing and sends no notice; later ones notify every account holder.
-    Account holders still to notify are not rows of any list yet, so they are told in words (up to NOTICE_CAP).
-    """
-    in_force = policy.policy_version_in_force(at=now)
-    upcoming = policy.policy_version_upcoming(at=now)
-    words, flags, severity = [], [], "ok"
-    if in_force is None:
-        words.append("no published privacy policy version is in force")
-        severity = "red"
-    else:
-        words.append(f"policy {in_force.label} in force")
-    if upcoming is not None:
-        words.append(f"{upcoming.label} takes effect {timezone.localtime(upcoming.effective_at):%Y-%m-%d}")
-    newest = upcoming or in_force
-    if newest is None or policy.policy_version_previous(newest) is None:
-        return words, flags, severity
-    Status = PolicyNoticeDelivery.Status
-    deliveries = reverse("admin:consents_policynoticedelivery_changelist")
-    by_status = dict(PolicyNoticeDelivery.objects.filter(version=newest).order_by().values_list("status").annotate(n=Count("pk")))
-    looks = {Status.SENT: "ok", Status.IN_SERVICE: "ok", Status.FAILED: "amber"}
-    for status, label in Status.choices:
-        if by_status.get(status):
-            url = f"{deliveries}?version__id__exact={newest.pk}&state={status}"
-            flags.append(Flag(f"{newest.label} notices: {label.lower()}", by_status[status], url, looks.get(status, "info")))
-    unconfirmed = notices.policy_notices_unconfirmed(version=newest, now=now).count()
-    if unconfirmed:
-        url = f"{deliveries}?version__id__exact={newest.pk}&state=unconfirmed"
-        flags.append(Flag(f"{newest.label} notices never confirmed sent (check the mail log)", unconfirmed, url, "red"))
-    remaining = policy.policy_notice_recipients(version=newest).order_by()[:NOTICE_CAP].count()
-    if remaining:
-        more = "+" if remaining >= NOTICE_CAP else ""
-        words.append(f"{remaining}{more} account holders still to notify of {newest.label}")
-        if newest == in_force:  # already in force while account holders are still to be told
-            severity = "amber"
-    return words, flags, severity
-
-
 def render(request) -> Tile | None:
     if not request.user.has_perm("consents.view_consentevent"):
         return None
@@ -169,8 +126,8 @@ def render(request) -> Tile | None:
     if soon:
         flags.append(Flag(f"consents expiring in the next {EXPIRY_DAYS} days", soon, f"{states_url}?expiry=soon", "info"))
     words, severity = [f"consent events in the last {RECENT_DAYS} days"], "ok"
-    if request.user.has_perm("consents.view_policyversion"):
-        policy_words, policy_flags, severity = _policy_status(now=now)
+    if request.user.has_perm("policies.view_policyversion"):
+        policy_words, policy_flags, severity = policy_status(now=now)
         words.extend(policy_words)
         flags.extend(policy_flags)
     return Tile(

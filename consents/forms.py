@@ -16,11 +16,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User, country_code
+from policies.models import PolicyVersion
+from policies.services import policy_accept
 from privacyops.audit import audit_record
 
 from .ledger import consent_record, notice_current
-from .models import ConsentEvent, ConsentNotice, ConsentPurpose, PolicyVersion
-from .policy import policy_accept
+from .models import ConsentEvent, ConsentNotice, ConsentPurpose
 
 MARKETING_PURPOSE = "marketing-communications"
 

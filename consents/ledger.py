@@ -28,6 +28,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from policies.models import PolicyVersion
+from policies.selectors import policy_version_in_force
 from privacyops.audit import audit_record
 
 from .hashing import keyed_hash
@@ -38,10 +40,8 @@ from .models import (
     ConsentNotice,
     ConsentPurpose,
     ConsentState,
-    PolicyVersion,
     VisitorLink,
 )
-from .policy import policy_version_in_force
 
 Action = ConsentEvent.Action
 Method = ConsentEvent.Method

@@ -1,4 +1,4 @@
-"""Consents, restrictions, cookies and policy versions (POLICY-MAP intro, II-2, III, IX-5, IX-6, X, XI-3).
+"""Consents, restrictions and cookies (POLICY-MAP intro, II-2, III, IX-5, IX-6, XI-3); policy versions live in `policies`.
 
 The ledger (`ConsentEvent`) is the proof: every consent given, refused, withdrawn or expired is one row,
 never updated or deleted (a PostgreSQL trigger refuses it, as for the audit trail; the model and queryset
@@ -29,6 +29,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from inventory.models import Purpose
+from policies.models import PolicyVersion
 from retention.periods import parse_period
 
 
@@ -182,40 +183,6 @@ class CookieInventory(models.Model):
 
     def __str__(self):
         return self.name
-
-
-class PolicyVersion(models.Model):
-    """One version of the privacy policy (PM-X-1). Published versions notify every account holder (PM-X-2)."""
-
-    class ShortNoticeReason(models.TextChoices):
-        NONE = "", "—"
-        LEGAL_CHANGE = "legal_change", "A change in the law"
-        CORRECTION = "correction", "A correction that changes no processing"
-        OTHER = "other", "Other (explained in the note)"
-
-    label = models.CharField(max_length=40, unique=True, help_text="E.g. 2025-04-25.")
-    last_updated = models.DateField(help_text='The "last updated" date the policy shows.')
-    effective_at = models.DateTimeField(help_text="When this version takes effect.")
-    summary = models.TextField(help_text="What changed, in plain words; the notice e-mail carries it.")
-    text = models.TextField(blank=True, help_text="The full policy text (Markdown).")
-    url = models.URLField(blank=True, help_text="Where the published policy lives.")
-    short_notice_reason = models.CharField(max_length=20, choices=ShortNoticeReason.choices, blank=True)
-    short_notice_note = models.TextField(blank=True)
-    published_at = models.DateTimeField(null=True, blank=True, editable=False)
-    published_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
-    )
-    notice_sent_at = models.DateTimeField(null=True, blank=True, editable=False, help_text="When the last notice went out.")
-    seed_digest = models.CharField(max_length=64, blank=True, editable=False)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
-
-    class Meta:
-        ordering = ["-effective_at"]
-        get_latest_by = "effective_at"
-        permissions = [("publish_policyversion", "Can publish a policy version")]
-
-    def __str__(self):
-        return f"Policy {self.label}"
 
 
 class ConsentChain(models.Model):
@@ -490,65 +457,6 @@ class ProcessingRestriction(models.Model):
     def is_active(self, at=None) -> bool:
         at = at or timezone.now()
         return self.lifted_at is None and self.starts_at <= at and (self.ends_at is None or self.ends_at > at)
-
-
-class PolicyAcceptance(models.Model):
-    """Which policy version an account accepted, when and how (PM-0-1, PM-X-3). Kept as proof: by subject_ref."""
-
-    class Method(models.TextChoices):
-        SIGNUP = "signup", "Agreed at sign-up"
-        ACKNOWLEDGEMENT = "acknowledgement", "Acknowledged the update banner"
-        CONTINUED_USE = "continued_use", "Used the service after the effective date"
-        IMPORT = "import", "Imported from an earlier system"
-
-    subject_ref = models.UUIDField(db_index=True)
-    version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="acceptances")
-    accepted_at = models.DateTimeField(default=timezone.now)
-    method = models.CharField(max_length=20, choices=Method.choices)
-    client = models.CharField(max_length=40, blank=True, help_text='Where: "web", "api", or the client that reported it.')
-    ua_hash = models.CharField(max_length=64, blank=True)
-
-    class Meta:
-        ordering = ["-accepted_at"]
-        default_permissions = ("view",)  # recorded by sign-up, the update banner and the continued-use check
-        constraints = [models.UniqueConstraint(fields=["subject_ref", "version"], name="policy_acceptance_unique")]
-
-    def __str__(self):
-        return f"{self.subject_ref} accepted {self.version_id}"
-
-
-class PolicyNoticeDelivery(models.Model):
-    """One notice of one policy version sent to one account (PM-X-2): the unique row makes 'never twice' hold.
-
-    The notice run claims rows (`queued`) in a committed transaction, marks each `sending` just before its
-    e-mail goes and `sent` right after; a row left `sending` by a crash is unconfirmed and never sent again
-    automatically (see `consents.notices`)."""
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued (claimed by a notice run, not yet attempted)"
-        SENDING = "sending", "Sending (unconfirmed if it stays so)"
-        SENT = "sent", "E-mail sent"
-        FAILED = "failed", "E-mail refused or failed"
-        IN_SERVICE = "in_service", "Acknowledged in the service before any e-mail"
-
-    version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="deliveries")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="policy_notices")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.SENT)
-    sent_at = models.DateTimeField(default=timezone.now, help_text="When the e-mail was sent (queued or sending: when claimed).")
-    acknowledged_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        default_permissions = ("view",)
-        constraints = [
-            models.UniqueConstraint(fields=["version", "user"], name="policy_notice_once"),
-            models.CheckConstraint(
-                name="policy_notice_known_status", condition=Q(status__in=["queued", "sending", "sent", "failed", "in_service"])
-            ),
-        ]
-        indexes = [models.Index(fields=["version", "status"], name="policy_notice_status_idx")]
-
-    def __str__(self):
-        return f"{self.version} → {self.user_id}"
 
 
 class ApiKey(models.Model):

@@ -1,10 +1,10 @@
 """Which consent records are personal data (category `consent-records`, except the cookie register).
 
-The ledger, the state cache, the chain heads and policy acceptances are proof we must be able to show a
+The ledger, the state cache and the chain heads are proof we must be able to show a
 regulator (GDPR Art. 7(1)): erasure keeps them (Erase.RETAIN), and they name the subject only by the random
 `subject_ref`, so once the account is gone they point at nobody. They find a subject's rows by that
 reference (`identifier`). Visitor ids are random too and only become a person's through a VisitorLink.
-Restrictions and notice deliveries hang off the account itself and go with it.
+Restrictions hang off the account itself and go with it. Policy acceptances and notices: `policies.privacy`.
 """
 
 from privacyops import privacy
@@ -18,9 +18,6 @@ from .models import (
     ConsentPurpose,
     ConsentState,
     CookieInventory,
-    PolicyAcceptance,
-    PolicyNoticeDelivery,
-    PolicyVersion,
     ProcessingRestriction,
     VisitorLink,
 )
@@ -35,27 +32,6 @@ privacy.register(
     category=C,
     fields={"created_by": Field(C, Erase.NULL, "The staff member who wrote the notice")},
     not_personal=("id", "purpose", "version", "language", "text", "sha256", "created_at"),
-)
-
-privacy.register(
-    PolicyVersion,
-    category=C,
-    fields={"published_by": Field(C, Erase.NULL, "The staff member who published the version")},
-    not_personal=(
-        "id",
-        "label",
-        "last_updated",
-        "effective_at",
-        "summary",
-        "text",
-        "url",
-        "short_notice_reason",
-        "short_notice_note",
-        "published_at",
-        "notice_sent_at",
-        "seed_digest",
-        "created_at",
-    ),
 )
 
 privacy.register(
@@ -147,22 +123,6 @@ privacy.register(
 )
 
 privacy.register(
-    PolicyAcceptance,
-    identifier="subject_ref",
-    category=C,
-    created="accepted_at",
-    fields={
-        "subject_ref": Field(C, Erase.RETAIN, "Your random reference"),
-        "version": Field(C, Erase.RETAIN, "The policy version you accepted"),
-        "accepted_at": Field(C, Erase.RETAIN, "When you accepted it"),
-        "method": Field(C, Erase.RETAIN, "How you accepted it"),
-        "client": Field(C, Erase.RETAIN, "Where you accepted it"),
-        "ua_hash": Field(C, Erase.RETAIN, "A keyed fingerprint of your browser"),
-    },
-    not_personal=("id",),
-)
-
-privacy.register(
     ProcessingRestriction,
     subject="subject",
     category=C,
@@ -182,18 +142,4 @@ privacy.register(
         "lift_reason": Field(C, Erase.REDACT, "Why it was lifted"),
     },
     not_personal=("id", "subject", "legal_hold"),
-)
-
-privacy.register(
-    PolicyNoticeDelivery,
-    subject="user",
-    category=C,
-    created="sent_at",
-    fields={
-        "version": Field(C, Erase.DELETE, "The policy version we told you about"),
-        "status": Field(C, Erase.DELETE, "Whether the e-mail went out or you saw the notice in the service"),
-        "sent_at": Field(C, Erase.DELETE, "When we told you"),
-        "acknowledged_at": Field(C, Erase.DELETE, "When you acknowledged it"),
-    },
-    not_personal=("id", "user"),
 )

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 
 from django.db.models import Q
 
+from policies.models import PolicyAcceptance
+
 from .ledger import state_from_ledger, state_of
 from .models import (
     GENESIS_HASH,
@@ -32,7 +34,6 @@ from .models import (
     ConsentNotice,
     ConsentPurpose,
     ConsentState,
-    PolicyAcceptance,
     ProcessingRestriction,
     VisitorLink,
 )

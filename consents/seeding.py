@@ -21,7 +21,7 @@ Invariants:
 - A published policy version keeps its label, dates and publication for ever; the loader may only bring
   its summary and link up to date (same digest rule). A version the file marks `published` is created
   published *and* notified: it is the baseline the service starts from, so nobody is e-mailed about it.
-  Later versions are published in the workbench (`consents.policy.policy_version_publish`), which sends
+  Later versions are published in the workbench (`policies.services.policy_version_publish`), which sends
   the notices. The loader never touches a version's full text (the DPO pastes it in the workbench).
 - A purpose whose register purpose the loaded register lacks is skipped with a note, with its notices and
   cookies: a register loaded from another file (tests, another deployment) may not define it.
@@ -45,9 +45,10 @@ from django.utils import timezone
 
 from inventory.models import Purpose
 from inventory.policy import ModelCounts, PolicyFile, PolicyFileError, SeedResult
+from policies.models import PolicyVersion
 from retention.periods import parse_period
 
-from .models import ConsentNotice, ConsentPurpose, CookieInventory, PolicyVersion
+from .models import ConsentNotice, ConsentPurpose, CookieInventory
 
 DEFAULT_SEED_PATH = Path(__file__).resolve().parent / "seed" / "consents.yaml"
 LOADER_NAME = "consents.seed"

@@ -29,13 +29,13 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from policies.selectors import policy_version_in_force
 from retention.periods import add_period
 
 from . import cookies
 from .forms import SignupForm
 from .ledger import notice_current
 from .models import ConsentEvent, ConsentPurpose, ConsentState, CookieInventory, VisitorLink
-from .policy import policy_version_in_force
 from .receipts import receipt_for, receipts_for
 
 SIGNIN_URL = "web:signin"

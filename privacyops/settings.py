@@ -53,7 +53,9 @@ INSTALLED_APPS = [
     "inventory.apps.InventoryConfig",
     "chat.apps.ChatConfig",
     "retention.apps.RetentionConfig",
+    "policies.apps.PoliciesConfig",
     "consents.apps.ConsentsConfig",
+    "training.apps.TrainingConfig",
     "requests.apps.RequestsConfig",
 ]
 
@@ -69,7 +71,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Use after a policy version's effective date is recorded as acceptance (PM-X-3).
-    "consents.policy_middleware.PolicyAcceptanceMiddleware",
+    "policies.middleware.PolicyAcceptanceMiddleware",
 ]
 
 ROOT_URLCONF = "privacyops.urls"
@@ -86,7 +88,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "privacyops.context_processors.controller",
                 "consents.context_processors.cookie_consent",
-                "consents.policy_middleware.policy_notice",
+                "policies.middleware.policy_notice",
             ],
         },
     },
@@ -238,7 +240,7 @@ CELERY_TASK_ROUTES = {
     "retention.tasks.*": {"queue": "purges"},
     "requests.tasks.erasure_*": {"queue": "purges"},
     # The model-improvement dataset is a long file-writing job, like an export package.
-    "consents.tasks.training_dataset_build": {"queue": "exports"},
+    "training.tasks.training_dataset_build": {"queue": "exports"},
 }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -267,7 +269,7 @@ PERIODIC_TASKS = {
         "options": {"queue": "default"},
     },
     "consents: send policy-change notices": {
-        "task": "consents.tasks.send_policy_notices",
+        "task": "policies.tasks.send_policy_notices",
         "schedule": crontab(minute="*/10"),
         "options": {"queue": "default"},
     },

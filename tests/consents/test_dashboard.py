@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from consents import dashboard
 from consents.ledger import consent_record
-from consents.models import PolicyNoticeDelivery, ProcessingRestriction
+from consents.models import ProcessingRestriction
+from policies.models import PolicyNoticeDelivery
 from privacyops.dashboard import tiles_for
 from tests.factories.accounts import UserFactory
 from tests.factories.consents import ConsentPurposeFactory, PolicyVersionFactory, purpose_with_notice

@@ -8,8 +8,9 @@ from django.conf import settings
 from django.urls import reverse
 
 from consents import cookies
-from consents.models import ConsentEvent, ConsentPurpose, ConsentState, PolicyVersion
+from consents.models import ConsentEvent, ConsentPurpose, ConsentState
 from consents.services import consent_set
+from policies.models import PolicyVersion
 from tests.factories.accounts import UserFactory
 from tests.factories.consents import ConsentNoticeFactory, ConsentPurposeFactory, purpose_with_notice
 

@@ -15,9 +15,10 @@ from django.db import connection
 from django.utils import timezone
 
 from consents.ledger import consent_record, visitor_link
-from consents.models import ConsentChain, ConsentEvent, ConsentNotice, ConsentState, PolicyAcceptance
+from consents.models import ConsentChain, ConsentEvent, ConsentNotice, ConsentState
 from consents.proof import chain_verify, chains_verify, consent_proof
 from consents.services import restriction_place
+from policies.models import PolicyAcceptance
 from privacyops.models import AuditEvent
 from tests.factories.accounts import UserFactory
 from tests.factories.consents import PolicyVersionFactory, purpose_with_notice

@@ -10,9 +10,10 @@ from django.conf import settings
 from django.core.management import call_command
 
 from consents import seeding
-from consents.models import ConsentNotice, ConsentPurpose, CookieInventory, PolicyVersion
+from consents.models import ConsentNotice, ConsentPurpose, CookieInventory
 from inventory.models import Purpose
 from inventory.policy import PolicyFileError, policy_file_read, register_policy_load
+from policies.models import PolicyVersion
 from privacyops.models import AuditEvent
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,8 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from consents import cookies
-from consents.models import ConsentEvent, ConsentState, PolicyAcceptance, PolicyVersion, VisitorLink
+from consents.models import ConsentEvent, ConsentState, VisitorLink
+from policies.models import PolicyAcceptance, PolicyVersion
 from privacyops.models import AuditEvent
 from tests.factories.accounts import UserFactory
 

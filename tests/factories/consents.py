@@ -4,7 +4,8 @@ import datetime
 
 import factory
 
-from consents.models import ConsentNotice, ConsentPurpose, CookieInventory, PolicyVersion, ProcessingRestriction
+from consents.models import ConsentNotice, ConsentPurpose, CookieInventory, ProcessingRestriction
+from policies.models import PolicyVersion
 from tests.factories.inventory import PurposeFactory
 
 

@@ -52,11 +52,10 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from chat.models import Feedback, Message
+from consents.decisions import DecisionError, is_processing_allowed_many
 from privacyops.audit import audit_record
 from privacyops.privacy.registry import RegistryError
 from privacyops.privacy.strategies import pseudonym
-
-from .decisions import DecisionError, is_processing_allowed_many
 
 PURPOSE = "model-improvement"
 AUDIT_ACTION = "training.dataset_built"
@@ -318,6 +317,8 @@ class TrainingRun:
 
 
 def _scope(run_id, kind: str) -> str:
+    # The scope kept the name it had when this lived in consents: tokens of files delivered before the move
+    # must still be found (`training_subject_token`).
     return f"consents.training:{run_id}:{kind}"
 
 
@@ -565,7 +566,7 @@ def training_dataset_build(*, out_path, actor=None, since=None, until=None, batc
             audit_record(
                 actor=actor,
                 action=AUDIT_ACTION,
-                target=("consents.trainingdataset", str(run.run_id)),
+                target=("consents.trainingdataset", str(run.run_id)),  # as before the move: one target type in the trail
                 details={**run.counts(), "file_name": out.name},
             )
             os.replace(tmp, out)

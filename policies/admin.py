@@ -1,10 +1,10 @@
 """The DPO's workbench for policy versions, acceptances and notice deliveries (POLICY-MAP intro, X).
 
 Invariants:
-- Every write goes through `consents.policy` / `consents.notices`, each with its own audit event. Drafts are
+- Every write goes through `policies.services` / `policies.notices`, each with its own audit event. Drafts are
   saved by `policy_version_save` and deleted by `policy_version_delete`; both refuse a published version,
   which the admin shows read-only.
-- Publishing needs `consents.publish_policyversion`, checked here at the top of the view (the service
+- Publishing needs `policies.publish_policyversion`, checked here at the top of the view (the service
   trusts its caller). Its page says what will happen -- how many account holders get the e-mail, how much
   notice they get -- and asks for the short-notice reason only when the effective date is too close.
 - Acceptances and deliveries are read-only lists that name subjects only by `subject_ref` (never an
@@ -35,16 +35,10 @@ from privacyops.admin_utils import EstimatedCountPaginator, ReadOnlyAdminMixin
 
 from .models import PolicyAcceptance, PolicyNoticeDelivery, PolicyVersion
 from .notices import CLAIM_STALE_AFTER, policy_notice_confirm, policy_notice_resend
-from .policy import (
-    policy_notice_recipients,
-    policy_notice_short,
-    policy_version_delete,
-    policy_version_in_force,
-    policy_version_publish,
-    policy_version_save,
-)
+from .selectors import policy_notice_recipients, policy_notice_short, policy_version_in_force
+from .services import policy_version_delete, policy_version_publish, policy_version_save
 
-PUBLISH_PERMISSION = "consents.publish_policyversion"
+PUBLISH_PERMISSION = "policies.publish_policyversion"
 LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 Status = PolicyNoticeDelivery.Status
 
@@ -121,7 +115,7 @@ class PolicyVersionAdmin(admin.ModelAdmin):
         "notice_sent_at",
         "notice_progress",
     )
-    change_form_template = "admin/consents/policyversion/change_form.html"
+    change_form_template = "admin/policies/policyversion/change_form.html"
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = [
@@ -229,7 +223,7 @@ class PolicyVersionAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         publish = path(
-            "<path:object_id>/publish/", self.admin_site.admin_view(self.publish_view), name="consents_policyversion_publish"
+            "<path:object_id>/publish/", self.admin_site.admin_view(self.publish_view), name="policies_policyversion_publish"
         )
         return [publish, *super().get_urls()]
 
@@ -242,7 +236,7 @@ class PolicyVersionAdmin(admin.ModelAdmin):
         if not request.user.has_perm(PUBLISH_PERMISSION):
             raise PermissionDenied
         version = get_object_or_404(PolicyVersion, pk=object_id)
-        back = HttpResponseRedirect(reverse("admin:consents_policyversion_change", args=[version.pk]))
+        back = HttpResponseRedirect(reverse("admin:policies_policyversion_change", args=[version.pk]))
         if version.published_at is not None:
             messages.info(request, f"Policy {version.label} is already published.")
             return back
@@ -283,7 +277,7 @@ class PolicyVersionAdmin(admin.ModelAdmin):
             "in_force": policy_version_in_force(at=now),
         }
         request.current_app = self.admin_site.name
-        return TemplateResponse(request, "admin/consents/policyversion/publish.html", context)
+        return TemplateResponse(request, "admin/policies/policyversion/publish.html", context)
 
 
 # --- Acceptances ----------------------------------------------------------------------------------

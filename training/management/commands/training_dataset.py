@@ -2,7 +2,7 @@
 
 The command acts as the system (its audit event has no staff actor, like the scheduled task's); whoever can
 run `manage.py` on the server already holds the database. Arguments are checked before anything is read,
-and the file appears only when complete (see `consents.training`).
+and the file appears only when complete (see `training.services`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import datetime
 from django.core.management.base import BaseCommand, CommandError
 
 from consents.decisions import DecisionError
-from consents.training import DEFAULT_BATCH_SIZE, TrainingDatasetError, training_dataset_build
+from training.services import DEFAULT_BATCH_SIZE, TrainingDatasetError, training_dataset_build
 
 
 def _day(value: str) -> datetime.date:

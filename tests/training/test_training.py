@@ -17,12 +17,19 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from chat.models import Feedback, Message
-from consents import tasks, training
 from consents.decisions import decision_cache_clear, is_processing_allowed
 from consents.ledger import consent_record
 from consents.models import ConsentEvent, ProcessingRestriction
 from consents.services import restriction_lift, restriction_place
-from consents.training import (
+from inventory.models import Jurisdiction, LawfulBasis, Purpose, PurposeBasis
+from privacyops.models import AuditEvent
+from retention.services import hold_place
+from tests.factories.accounts import StaffFactory, UserFactory
+from tests.factories.chat import ConversationFactory, FeedbackFactory, MessageFactory
+from tests.factories.consents import ConsentPurposeFactory
+from training import services as training
+from training import tasks
+from training.services import (
     EXCLUSION_REASONS,
     REDACTION_KINDS,
     Redactor,
@@ -30,12 +37,6 @@ from consents.training import (
     training_dataset_build,
     training_subject_token,
 )
-from inventory.models import Jurisdiction, LawfulBasis, Purpose, PurposeBasis
-from privacyops.models import AuditEvent
-from retention.services import hold_place
-from tests.factories.accounts import StaffFactory, UserFactory
-from tests.factories.chat import ConversationFactory, FeedbackFactory, MessageFactory
-from tests.factories.consents import ConsentPurposeFactory
 
 pytestmark = pytest.mark.django_db
 # The register as loadpolicy seeds it (the model-improvement purpose and its bases); the redaction tests need none.

@@ -16,7 +16,8 @@ from __future__ import annotations
 from django.urls import reverse
 
 from .models import PolicyAcceptance, PolicyVersion
-from .policy import policy_accept, policy_cache_clear, policy_current, policy_pending_for
+from .selectors import policy_cache_clear, policy_current, policy_pending_for
+from .services import policy_accept
 
 SESSION_ACCEPTED = "policy_accepted_version"
 SESSION_PENDING = "policy_pending"

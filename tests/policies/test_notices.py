@@ -12,16 +12,16 @@ from django.core.mail.backends import locmem
 from django.db import connection, connections
 from django.utils import timezone
 
-from consents.models import PolicyAcceptance, PolicyNoticeDelivery, PolicyVersion
-from consents.notices import (
+from policies.models import PolicyAcceptance, PolicyNoticeDelivery, PolicyVersion
+from policies.notices import (
     CLAIM_STALE_AFTER,
     policy_notice_confirm,
     policy_notice_resend,
     policy_notices_send,
     policy_notices_unconfirmed,
 )
-from consents.policy import policy_accept, policy_acknowledge, policy_version_publish
-from consents.tasks import send_policy_notices
+from policies.services import policy_accept, policy_acknowledge, policy_version_publish
+from policies.tasks import send_policy_notices
 from privacyops.models import AuditEvent
 from tests.factories.accounts import StaffFactory, UserFactory
 from tests.factories.consents import PolicyVersionFactory
@@ -262,7 +262,7 @@ def test_the_workbench_filters_unconfirmed_notices_and_the_dpo_sends_them_again(
     subject = UserFactory()
     delivery = PolicyNoticeDelivery.objects.create(version=version, user=subject, status=Status.SENDING)
     _age(pk=delivery.pk)
-    url = "/admin/consents/policynoticedelivery/"
+    url = "/admin/policies/policynoticedelivery/"
 
     listed = client.get(url, {"state": "unconfirmed"}).content.decode()
     response = client.post(url, {"action": "send_again", "_selected_action": [delivery.pk]})
@@ -278,7 +278,7 @@ def test_an_analyst_cannot_send_notices_again(version, client):
     client.force_login(staff_in_role("Privacy analyst"))
     delivery = PolicyNoticeDelivery.objects.create(version=version, user=UserFactory(), status=Status.SENDING)
 
-    client.post("/admin/consents/policynoticedelivery/", {"action": "send_again", "_selected_action": [delivery.pk]})
+    client.post("/admin/policies/policynoticedelivery/", {"action": "send_again", "_selected_action": [delivery.pk]})
 
     assert not mail.outbox and PolicyNoticeDelivery.objects.get().status == Status.SENDING
 

@@ -38,7 +38,7 @@ from django.utils import timezone
 from privacyops.audit import audit_record
 
 from .models import PolicyNoticeDelivery, PolicyVersion
-from .policy import policy_notice_recipients, policy_version_previous
+from .selectors import policy_notice_recipients, policy_version_previous
 
 logger = logging.getLogger(__name__)
 

@@ -14,18 +14,11 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from consents import policy as policy_module
-from consents.models import PolicyAcceptance, PolicyNoticeDelivery, PolicyVersion
-from consents.policy import (
-    policy_accept,
-    policy_acknowledge,
-    policy_history,
-    policy_last_updated,
-    policy_version_in_force,
-    policy_version_publish,
-    policy_version_upcoming,
-)
-from consents.policy_middleware import SESSION_ACCEPTED, PolicyAcceptanceMiddleware, policy_notice
+from policies import services as policy_module
+from policies.middleware import SESSION_ACCEPTED, PolicyAcceptanceMiddleware, policy_notice
+from policies.models import PolicyAcceptance, PolicyNoticeDelivery, PolicyVersion
+from policies.selectors import policy_history, policy_last_updated, policy_version_in_force, policy_version_upcoming
+from policies.services import policy_accept, policy_acknowledge, policy_version_publish
 from privacyops.models import AuditEvent
 from tests.factories.accounts import StaffFactory, UserFactory
 from tests.factories.consents import PolicyVersionFactory
@@ -40,7 +33,7 @@ Method = PolicyAcceptance.Method
 
 @pytest.fixture(autouse=True)
 def fresh_cache():
-    """The in-force view is cached (consents.policy.policy_current); each test starts without it."""
+    """The in-force view is cached (policies.selectors.policy_current); each test starts without it."""
     cache.clear()
     yield
     cache.clear()
@@ -50,7 +43,7 @@ def fresh_cache():
 def queued(monkeypatch):
     """Publication queues the notice task on commit; record the calls instead of sending."""
     calls = []
-    monkeypatch.setattr("consents.tasks.send_policy_notices.delay", lambda *a, **k: calls.append((a, k)))
+    monkeypatch.setattr("policies.services.send_policy_notices.delay", lambda *a, **k: calls.append((a, k)))
     return calls
 
 
@@ -409,7 +402,7 @@ def test_pm_x_1_the_policy_pages_show_the_version_in_force_and_history_without_c
 
 
 def _admin(name, *args):
-    return reverse(f"admin:consents_{name}", args=args)
+    return reverse(f"admin:policies_{name}", args=args)
 
 
 def test_pm_x_2_the_dpo_publishes_from_the_workbench_and_is_told_who_gets_the_notice(first, client, dpo, queued):

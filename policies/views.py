@@ -7,9 +7,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
+from .middleware import policy_pending_forget
 from .models import PolicyVersion
-from .policy import policy_acknowledge, policy_history, policy_version_in_force, policy_version_upcoming
-from .policy_middleware import policy_pending_forget
+from .selectors import policy_history, policy_version_in_force, policy_version_upcoming
+from .services import policy_acknowledge
 
 
 @require_GET
