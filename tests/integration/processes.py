@@ -1,13 +1,18 @@
-"""Helpers for tests that start other processes (a worker, a management command) on the test database."""
+"""Helpers for tests that start other processes (a worker, a management command) on the test database:
+workers whose tasks go to a queue of the test's own, sends through the real broker, copies of the test
+database (the uninterrupted reference of a kill test), and cleaning the shared broker afterwards."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
+import psycopg
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -111,3 +116,71 @@ class CeleryWorker:
                 self.process.wait(timeout=10)
         if not self._log_file.closed:
             self._log_file.close()
+
+
+# A worker on one queue of the test's own (argv[1]), named argv[2], that also routes every task it sends
+# whose name matches one of argv[3:] ("retention.tasks.*") there, so no other worker on the broker takes part.
+_ROUTED_WORKER = """
+import sys
+from privacyops.celery import app
+queue, name, patterns = sys.argv[1], sys.argv[2], sys.argv[3:]
+app.conf.task_routes = {pattern: {"queue": queue} for pattern in patterns}
+app.worker_main(["worker", "--queues", queue, "--concurrency", "1", "--hostname", name + "@%h",
+                 "--without-gossip", "--without-mingle", "--loglevel", "INFO"])
+"""
+
+
+def routed_worker_argv(queue: str, *patterns: str, name: str | None = None) -> list[str]:
+    return [sys.executable, "-c", _ROUTED_WORKER, queue, name or queue, *patterns]
+
+
+@contextmanager
+def through_broker():
+    """The test process runs tasks eagerly; switch that off so a send goes through the broker."""
+    from privacyops.celery import app
+
+    eager, app.conf.task_always_eager = app.conf.task_always_eager, False
+    try:
+        yield
+    finally:
+        app.conf.task_always_eager = eager
+
+
+def server_connection(dbname: str, **kwargs):
+    """A psycopg connection to another database on the test database's PostgreSQL server."""
+    db = connection.settings_dict
+    params = {"host": db["HOST"] or "localhost", "port": db["PORT"] or 5432, "user": db["USER"], "password": db["PASSWORD"]}
+    return psycopg.connect(dbname=dbname, **{k: v for k, v in params.items() if v}, **kwargs)
+
+
+def database_copy(name: str) -> str:
+    """A copy of the test database as it is now (nobody else may be connected to it while it is copied);
+    returns its DATABASE_URL for a subprocess."""
+    source = connection.settings_dict["NAME"]
+    connection.close()
+    with server_connection("postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}" STRATEGY FILE_COPY')
+    return subprocess_database_url().rsplit("/", 1)[0] + "/" + name
+
+
+def database_drop(name: str) -> None:
+    with server_connection("postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def queue_forget(queue: str) -> None:
+    """Leave nothing of the test's queue on the shared Redis broker, a killed task's unacknowledged message included."""
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.delete(f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}", queue)
+    for tag, payload in client.hgetall("unacked").items():
+        try:
+            routing_key = json.loads(payload)[2]
+        except (ValueError, IndexError, TypeError):
+            continue
+        if routing_key == queue:
+            client.hdel("unacked", tag)
+            client.zrem("unacked_index", tag)
+    client.close()

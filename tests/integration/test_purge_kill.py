@@ -16,15 +16,12 @@ The workers listen on a queue of this test's own and route every retention task 
 other worker on the same broker (a developer's script/server) can take part.
 """
 
-import json
 import os
 import subprocess
 import sys
 import time
 import uuid
-from contextlib import contextmanager
 
-import psycopg
 import pytest
 from django.conf import settings
 from django.db import connection, transaction
@@ -32,11 +29,20 @@ from django.utils import timezone
 
 from bench import _purge_data as purge_data
 from inventory.models import DataCategory
-from privacyops.celery import app
 from retention.models import PurgeRun, RetentionRule
 from retention.services import purge_run_start
 from retention.tasks import purge_run_continue, resume_stalled_runs
-from tests.integration.processes import CeleryWorker, subprocess_database_url, worker_env
+from tests.integration.processes import (
+    CeleryWorker,
+    database_copy,
+    database_drop,
+    queue_forget,
+    routed_worker_argv,
+    server_connection,
+    subprocess_database_url,
+    through_broker,
+    worker_env,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker, pytest.mark.slow]
 
@@ -46,16 +52,6 @@ LEASE_SECONDS = 3
 TASK_SECONDS = 2
 TIMEOUT = 120
 RULE = "kill-test-user-content"
-
-# The worker: every retention task it queues (a continuation, a resumed run) goes to the test's queue.
-_WORKER = """
-import sys
-from privacyops.celery import app
-queue = sys.argv[1]
-app.conf.task_routes = {"retention.tasks.*": {"queue": queue}}
-app.worker_main(["worker", "--queues", queue, "--concurrency", "1", "--hostname", queue + "@%h",
-                 "--without-gossip", "--without-mingle", "--loglevel", "INFO"])
-"""
 
 
 def _env(tmp_path, database_url: str) -> dict:
@@ -69,58 +65,11 @@ def _env(tmp_path, database_url: str) -> dict:
 
 
 def _start_worker(tmp_path, queue: str, name: str) -> CeleryWorker:
-    worker = CeleryWorker(
-        [sys.executable, "-c", _WORKER, queue], env=_env(tmp_path, subprocess_database_url()), queue=queue, log=tmp_path / name
-    )
+    # Every retention task the worker queues (a continuation, a resumed run) goes to the test's queue.
+    argv = routed_worker_argv(queue, "retention.tasks.*", name=f"{queue}-{name}")
+    worker = CeleryWorker(argv, env=_env(tmp_path, subprocess_database_url()), queue=queue, log=tmp_path / f"{name}.log")
     worker.wait_ready()
     return worker
-
-
-@contextmanager
-def _through_broker():
-    """The test process runs tasks eagerly; switch that off so a send goes through Redis."""
-    eager, app.conf.task_always_eager = app.conf.task_always_eager, False
-    try:
-        yield
-    finally:
-        app.conf.task_always_eager = eager
-
-
-def _server_connection(dbname: str, **kwargs):
-    db = connection.settings_dict
-    params = {"host": db["HOST"] or "localhost", "port": db["PORT"] or 5432, "user": db["USER"], "password": db["PASSWORD"]}
-    return psycopg.connect(dbname=dbname, **{k: v for k, v in params.items() if v}, **kwargs)
-
-
-def _copy_database(name: str) -> None:
-    """A copy of the test database as it is now (nobody else may be connected to it while it is copied)."""
-    source = connection.settings_dict["NAME"]
-    connection.close()
-    with _server_connection("postgres", autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}" STRATEGY FILE_COPY')
-
-
-def _drop_database(name: str) -> None:
-    with _server_connection("postgres", autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _forget_queue(queue: str) -> None:
-    """Leave nothing of the test's queue on the shared broker, the killed task's unacknowledged message included."""
-    import redis
-
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}", queue)
-    for tag, payload in client.hgetall("unacked").items():
-        try:
-            routing_key = json.loads(payload)[2]
-        except (ValueError, IndexError, TypeError):
-            continue
-        if routing_key == queue:
-            client.hdel("unacked", tag)
-            client.zrem("unacked_index", tag)
-    client.close()
 
 
 def _state(cursor) -> tuple[dict, dict]:
@@ -150,11 +99,11 @@ def test_pm_vi_4_killed_worker_run_resumes_and_equals_an_uninterrupted_run(trans
     reference = f"{connection.settings_dict['NAME']}_killref_{os.getpid()}"
     queue = f"test-{uuid.uuid4().hex[:12]}"
     workers: list[CeleryWorker] = []
-    _copy_database(reference)
+    reference_url = database_copy(reference)
     try:
-        workers.append(_start_worker(tmp_path, queue, "worker-1.log"))
+        workers.append(_start_worker(tmp_path, queue, "worker-1"))
         run = purge_run_start(rule=RetentionRule.objects.get(code=RULE), batch_size=BATCH, enqueue=False)
-        with _through_broker():
+        with through_broker():
             purge_run_continue.apply_async((run.pk,), queue=queue)
 
         deadline = time.monotonic() + TIMEOUT
@@ -166,10 +115,10 @@ def test_pm_vi_4_killed_worker_run_resumes_and_equals_an_uninterrupted_run(trans
         assert not killed.is_finished, "the run finished before the kill: give the test more rows or smaller batches"
         assert killed.lease_owner, "the killed worker held the lease"
 
-        workers.append(_start_worker(tmp_path, queue, "worker-2.log"))
+        workers.append(_start_worker(tmp_path, queue, "worker-2"))
         while not _run(run.pk).is_finished:
             assert time.monotonic() < deadline, f"the run did not finish within {TIMEOUT}s:\n{workers[1].output()}"
-            with _through_broker():
+            with through_broker():
                 resume_stalled_runs.apply_async(queue=queue)  # what beat does every minute
             time.sleep(1)
         final = _run(run.pk)
@@ -181,10 +130,10 @@ def test_pm_vi_4_killed_worker_run_resumes_and_equals_an_uninterrupted_run(trans
         assert held_after == held_before, "a held row was deleted or changed"
 
         command = [sys.executable, "manage.py", "retention", "run", "--rule", RULE, "--batch-size", str(BATCH)]
-        reference_env = _env(tmp_path, subprocess_database_url().rsplit("/", 1)[0] + "/" + reference)
+        reference_env = _env(tmp_path, reference_url)
         done = subprocess.run(command, env=reference_env, cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=TIMEOUT)
         assert done.returncode == 0, done.stdout + done.stderr
-        with _server_connection(reference) as ref, ref.cursor() as cursor:
+        with server_connection(reference) as ref, ref.cursor() as cursor:
             expected, _ = _state(cursor)
             cursor.execute(
                 "SELECT r.counts FROM retention_purgerun r JOIN retention_retentionrule rule ON rule.id = r.rule_id "
@@ -199,5 +148,5 @@ def test_pm_vi_4_killed_worker_run_resumes_and_equals_an_uninterrupted_run(trans
     finally:
         for worker in workers:
             worker.stop()
-        _forget_queue(queue)
-        _drop_database(reference)
+        queue_forget(queue)
+        database_drop(reference)

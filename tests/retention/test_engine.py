@@ -326,6 +326,44 @@ def test_pm_vi_4_another_workers_live_lease_is_respected(make_rule):
     assert AccessLog.objects.count() == 1
 
 
+def test_pm_vi_4_a_worker_whose_lease_was_taken_stops_at_its_next_batch_without_writing(make_rule, monkeypatch):
+    AccessLog.objects.bulk_create(AccessLog(created=days_ago(OLD)) for _ in range(8))
+    run = purge_run_start(rule=make_rule("log-data"), batch_size=2, enqueue=False)
+    real_batch = engine._batch
+    calls = []
+
+    def paused_past_its_lease(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # meanwhile another worker found the lease expired and took the run
+            until = timezone.now() + timedelta(minutes=1)
+            PurgeRun.objects.filter(pk=run.pk).update(lease_owner="thief:1", lease_expires_at=until)
+        return real_batch(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_batch", paused_past_its_lease)
+    stopped = purge_run_work(run.pk, worker="slow")
+
+    assert len(calls) == 2 and stopped.batches_done == 2  # the third batch never ran
+    assert stopped.lease_owner == "thief:1" and stopped.status == PurgeRun.Status.RUNNING
+    assert AccessLog.objects.count() == 4
+
+
+def test_pm_vi_4_every_claim_has_an_owner_of_its_own(make_rule, monkeypatch):
+    AccessLog.objects.bulk_create(AccessLog(created=days_ago(OLD)) for _ in range(4))
+    run = purge_run_start(rule=make_rule("log-data"), batch_size=2, enqueue=False)
+    owners = []
+    real_take = engine._take_lease
+
+    def record(*args, **kwargs):
+        taken = real_take(*args, **kwargs)
+        owners.append(taken[1].owner)
+        return taken
+
+    monkeypatch.setattr(engine, "_take_lease", record)
+    purge_run_work(run.pk, worker="w", max_batches=1)
+    purge_run_work(run.pk, worker="w")
+    assert len(owners) == 2 and owners[0] != owners[1] and all(o.startswith("w:") for o in owners)
+
+
 def test_pm_vi_4_a_large_batch_is_written_by_key_in_one_statement(make_rule):
     AccessLog.objects.bulk_create(AccessLog(ip_address="192.0.2.1", created=days_ago(OLD)) for _ in range(3000))
     run = purge_run_start(rule=make_rule("log-data"), batch_size=3000, enqueue=False)
