@@ -20,8 +20,9 @@ from django.forms import Textarea
 from django.http import HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
 from import_export.admin import ImportExportModelAdmin
+
+from privacyops.admin_utils import badge
 
 from . import models, resources, ropa
 from .services import (
@@ -32,13 +33,6 @@ from .services import (
     register_import_apply,
     register_ropa_export_record,
 )
-
-SEVERITY_LABELS = {"red": "red", "amber": "amber", "ok": "ok"}
-
-
-def badge(text: str, severity: str):
-    """A coloured label; the colours live in privacyops/templates/admin/base_site.html."""
-    return format_html('<span class="po-badge po-badge-{}">{}</span>', SEVERITY_LABELS.get(severity, "info"), text)
 
 
 def codes(objects) -> str:

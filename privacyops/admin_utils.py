@@ -1,4 +1,5 @@
-"""Helpers every app's workbench shares.
+"""Helpers every app's workbench shares: a status badge, admin URLs, a refusal's messages, the object of
+a custom screen, and paging for tables too big to count.
 
 Custom screens (`get_urls()` views) find their object with `admin_object_or_404`, as the stock change view
 does (`ModelAdmin.get_object`: the admin's own queryset, the id unquoted and converted by the primary key):
@@ -26,9 +27,41 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import connections
 from django.http import Http404
+from django.urls import reverse
+from django.utils.html import format_html
+
+# The badge colours privacyops/templates/admin/base_site.html defines; anything else shows as info.
+BADGE_SEVERITIES = frozenset({"info", "ok", "amber", "red"})
 
 COUNT_CAP = 10_000  # rows counted exactly at most, for filtered lists: 100 pages of 100
 ESTIMATE_ABOVE = 50_000  # an unfiltered table the planner thinks larger than this is not counted
+
+
+def badge(text: str, severity: str, *, title: str = ""):
+    """A coloured label (a status, a due date): `severity` is one of BADGE_SEVERITIES, else info."""
+    severity = severity if severity in BADGE_SEVERITIES else "info"
+    if title:
+        return format_html('<span class="po-badge po-badge-{}" title="{}">{}</span>', severity, title, text)
+    return format_html('<span class="po-badge po-badge-{}">{}</span>', severity, text)
+
+
+def admin_url(name: str, *args) -> str:
+    """The admin URL named `name` ("requests_rightsrequest_change"), with its arguments."""
+    return reverse(f"admin:{name}", args=args)
+
+
+def admin_url_for(app_label: str):
+    """`admin_url` for one app's names: `_url = admin_url_for("retention")`, then `_url("retentionrule_change", pk)`."""
+
+    def url(name: str, *args) -> str:
+        return admin_url(f"{app_label}_{name}", *args)
+
+    return url
+
+
+def validation_messages(exc: ValidationError) -> list[str]:
+    """Every message of a service's refusal, field errors included, to show to staff one by one."""
+    return [m for messages_ in getattr(exc, "message_dict", {"": exc.messages}).values() for m in messages_]
 
 
 def table_row_estimate(model, *, using: str = "default") -> int | None:

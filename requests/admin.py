@@ -42,7 +42,7 @@ from accounts.selectors import account_by_email, staff_with_permission
 from consents.models import ConsentPurpose
 from inventory.models import DataCategory, Jurisdiction, Purpose
 from inventory.services import register_entry_save
-from privacyops.admin_utils import admin_object_or_404
+from privacyops.admin_utils import admin_object_or_404, admin_url_for, badge, validation_messages
 
 from . import dashboard, deadlines, metrics, rectification, services
 from .disclosures import disclosure_record
@@ -86,17 +86,7 @@ STATUS_SEVERITY = {
 }
 
 
-def badge(text: str, severity: str):
-    """A coloured label; the colours live in privacyops/templates/admin/base_site.html."""
-    return format_html('<span class="po-badge po-badge-{}">{}</span>', severity, text)
-
-
-def _url(name: str, *args) -> str:
-    return reverse(f"admin:requests_{name}", args=args)
-
-
-def _messages_of(exc: ValidationError) -> list[str]:
-    return [m for messages_ in getattr(exc, "message_dict", {"": exc.messages}).values() for m in messages_]
+_url = admin_url_for("requests")
 
 
 def _item_or_404(items, item_id: str) -> RectificationItem:
@@ -672,7 +662,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
         if not severity:
             return text
         title = "overdue" if severity == "red" else f"due within {dashboard.DUE_SOON_DAYS} days"
-        return format_html('<span class="po-badge po-badge-{}" title="{}">{}</span>', severity, title, text)
+        return badge(text, severity, title=title)
 
     @admin.display(description="deadline in force")
     def due_in_force(self, obj):
@@ -797,7 +787,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
             except PermissionDenied as exc:
                 messages.error(request, str(exc) or "You may not decide this correction.")
             except ValidationError as exc:  # RequestActionError included
-                for message in _messages_of(exc):
+                for message in validation_messages(exc):
                     messages.error(request, message)
             else:
                 messages.success(request, f"{rights_request.reference}: {done}.")
@@ -829,7 +819,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
             except PermissionDenied as exc:
                 messages.error(request, str(exc) or "You may not mark this notice done.")
             except ValidationError as exc:
-                for message in _messages_of(exc):
+                for message in validation_messages(exc):
                     messages.error(request, message)
             else:
                 messages.success(request, f"{rights_request.reference}: {notice.recipient} marked as told.")
@@ -887,7 +877,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
                     messages.error(request, str(exc) or "You may not do this to this request.")
                     return back
                 except ValidationError as exc:  # RequestActionError included
-                    for message in _messages_of(exc):
+                    for message in validation_messages(exc):
                         messages.error(request, message)
                     if spec.form is ConfirmForm:
                         return back
@@ -978,7 +968,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
                 except PermissionDenied as exc:
                     messages.error(request, str(exc) or "You may not log requests.")
                 except ValidationError as exc:  # RequestActionError included
-                    for message in _messages_of(exc):
+                    for message in validation_messages(exc):
                         form.add_error(None, message)
                 else:
                     messages.success(request, f"Logged {created.reference} ({created.get_status_display().lower()}).")

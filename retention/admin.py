@@ -21,11 +21,11 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from privacyops.admin_utils import ReadOnlyAdminMixin, admin_object_or_404
+from privacyops.admin_utils import ReadOnlyAdminMixin, admin_object_or_404, admin_url_for, badge, validation_messages
 
 from . import selectors, services
 from .models import LegalHold, PurgeRun, RetentionRule
@@ -35,17 +35,7 @@ COUNT_COLUMNS = ("matched", "held", "kept", "deleted", "anonymised")
 STATUS_SEVERITY = {"completed": "ok", "failed": "red", "cancelled": "amber", "running": "info", "queued": "info"}
 
 
-def badge(text: str, severity: str):
-    """A coloured label; the colours live in privacyops/templates/admin/base_site.html."""
-    return format_html('<span class="po-badge po-badge-{}">{}</span>', severity, text)
-
-
-def _url(name: str, *args) -> str:
-    return reverse(f"admin:retention_{name}", args=args)
-
-
-def _validation_messages(exc: ValidationError) -> list[str]:
-    return [m for messages_ in getattr(exc, "message_dict", {"": exc.messages}).values() for m in messages_]
+_url = admin_url_for("retention")
 
 
 # --- Rules ------------------------------------------------------------------------------------------
@@ -250,7 +240,7 @@ class RetentionRuleAdmin(admin.ModelAdmin):
             try:
                 services.rule_confirm(rule=rule, actor=request.user)
             except ValidationError as exc:
-                for message in _validation_messages(exc):
+                for message in validation_messages(exc):
                     messages.error(request, message)
             else:
                 messages.success(request, f"Rule {rule.code} is confirmed and enabled: it runs with the daily purge.")
@@ -275,7 +265,7 @@ class RetentionRuleAdmin(admin.ModelAdmin):
         try:
             run = services.purge_run_start(rule=rule, dry_run=dry_run, actor=request.user)
         except ValidationError as exc:
-            for message in _validation_messages(exc):
+            for message in validation_messages(exc):
                 messages.error(request, message)
             return self._back(rule)
         messages.success(request, f"{'Preview' if dry_run else 'Run'} {run.pk} of {rule.code} started.")
@@ -431,7 +421,7 @@ class LegalHoldAdmin(admin.ModelAdmin):
             try:
                 services.hold_lift(hold=hold, actor=request.user, reason=request.POST.get("reason", "").strip())
             except ValidationError as exc:
-                for message in _validation_messages(exc):
+                for message in validation_messages(exc):
                     messages.error(request, message)
             else:
                 messages.success(request, f"{hold} is lifted: the rows it kept follow the retention rules again.")
