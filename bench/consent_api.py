@@ -78,7 +78,7 @@ def _prepare(name: str, *, subjects: int) -> dict:
     call_command("loadpolicy", verbosity=0)
 
     from accounts.models import User
-    from consents.apikeys import apikey_create
+    from consents.api.keys import apikey_create
     from consents.ledger import consent_record
     from consents.models import ConsentPurpose
 

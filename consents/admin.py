@@ -6,7 +6,7 @@ Invariants:
 - Every write goes through a service that writes its own audit event: consent events through
   `consents.ledger.consent_record` (method "staff", always with the subject's documented instruction),
   restrictions through `consents.services.restriction_place` / `restriction_lift`, API keys through
-  `consents.apikeys`, and the configuration rows (purposes, notices, cookies) through the register's audited
+  `consents.api.keys`, and the configuration rows (purposes, notices, cookies) through the register's audited
   save and delete. A service's ValidationError is shown on the form and nothing is written.
 - The ledger and its caches (events, states, chains, visitor links) are read-only here whatever the user's
   permissions say; the database refuses changes to events anyway. A purpose's code is fixed once saved: the
@@ -52,7 +52,7 @@ from privacyops.audit import audit_record
 
 from . import dashboard, ledger
 from .admin_import import ConsentImportMixin
-from .apikeys import apikey_create, apikey_revoke
+from .api.keys import apikey_create, apikey_revoke
 from .models import (
     ApiKey,
     ConsentChain,

@@ -4,7 +4,7 @@ pages and the update banner's endpoints (`policies.urls`) and the consent API fo
 from django.urls import include, path
 
 urlpatterns = [
-    path("api/v1/", include("consents.api_urls")),
+    path("api/v1/", include("consents.api.urls")),
     path("", include("policies.urls")),
     path("", include("consents.web_urls")),
 ]

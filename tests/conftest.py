@@ -69,8 +69,8 @@ def empty_cache():
     from django.core.cache import cache, caches
     from django.core.cache.backends.redis import RedisCache
 
-    from consents.api import BUDGETS
-    from consents.apikeys import RECENT
+    from consents.api.keys import RECENT
+    from consents.api.views import BUDGETS
     from consents.decisions import LOCAL_COPIES
 
     def clear():

@@ -522,7 +522,7 @@ def test_pm_apikey_token_is_shown_once_and_only_its_hash_is_stored(client):
 
 
 def test_an_api_key_is_revoked_through_the_service(client):
-    from consents.apikeys import apikey_create
+    from consents.api.keys import apikey_create
 
     dpo = login(client, DPO)
     key, _token = apikey_create(actor=dpo, name="chat-backend", scope="read")
@@ -534,7 +534,7 @@ def test_an_api_key_is_revoked_through_the_service(client):
 
 
 def test_api_keys_are_revoked_in_bulk_by_the_action(client):
-    from consents.apikeys import apikey_create
+    from consents.api.keys import apikey_create
 
     dpo = login(client, DPO)
     keys = [apikey_create(actor=dpo, name=f"service-{n}", scope="read")[0] for n in range(2)]

@@ -20,9 +20,9 @@ from django.core.exceptions import ValidationError
 from django.test import Client
 from django.utils import timezone
 
-from consents import api as consents_api
-from consents.api import BUDGETS, ApiError, rate_limit_charge
-from consents.apikeys import AUTH_MEMO_SECONDS, RECENT, apikey_authenticate, apikey_create, apikey_revoke
+from consents.api import views as consents_api
+from consents.api.keys import AUTH_MEMO_SECONDS, RECENT, apikey_authenticate, apikey_create, apikey_revoke
+from consents.api.views import BUDGETS, ApiError, rate_limit_charge
 from consents.decisions import decision_cache_clear
 from consents.ledger import consent_record
 from consents.models import ApiKey, ConsentEvent, ConsentPurpose, ConsentState
@@ -157,7 +157,7 @@ def test_apikey_revoked_elsewhere_is_refused_within_the_memo_time(db, monkeypatc
     ApiKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())  # as the other process's commit leaves it
     assert apikey_authenticate(token) is not None
     later = time.monotonic() + AUTH_MEMO_SECONDS + 0.001
-    monkeypatch.setattr("consents.apikeys.time.monotonic", lambda: later)
+    monkeypatch.setattr("consents.api.keys.time.monotonic", lambda: later)
     assert apikey_authenticate(token) is None
 
 

@@ -12,7 +12,7 @@ import json
 import pytest
 from django.test import Client
 
-from consents.apikeys import apikey_create
+from consents.api.keys import apikey_create
 from consents.models import ConsentEvent
 from privacyops.jsonbody import MAX_DEPTH
 from privacyops.models import AuditEvent

@@ -14,10 +14,10 @@ from jsonschema_specifications import REGISTRY as SPECIFICATIONS
 from referencing import Registry
 from referencing.exceptions import NoSuchResource
 
-from consents import api_urls
-from consents.apikeys import apikey_create
+from consents.api import urls as api_urls
+from consents.api.keys import apikey_create
+from consents.api.openapi import META_SCHEMA_PATH, openapi_document
 from consents.decisions import decision_cache_clear
-from consents.openapi import META_SCHEMA_PATH, openapi_document
 from tests.factories.accounts import UserFactory
 
 

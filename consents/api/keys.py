@@ -27,7 +27,7 @@ from django.utils.dateparse import parse_datetime
 
 from privacyops.audit import audit_record
 
-from .models import ApiKey
+from ..models import ApiKey
 
 TOKEN_BYTES = 32
 PREFIX_LENGTH = 8

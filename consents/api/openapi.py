@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 description of the consent API, served at /api/v1/openapi.json.
 
-Written by hand next to the views (`consents.api`) rather than generated: the API is small, and the document
+Written by hand next to the views (`consents.api.views`) rather than generated: the API is small, and the document
 is a promise to integrators. tests/consents/test_openapi.py validates it against the official OpenAPI 3.1
 JSON Schema shipped in `consents/schemas/openapi-3.1.schema.json`, checks every Schema Object against JSON
 Schema 2020-12, and checks the views' real answers against the response schemas.
@@ -11,9 +11,9 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from .api import BATCH_MAX, EVENT_ACTIONS
+from .contract import BATCH_MAX, EVENT_ACTIONS
 
-META_SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "openapi-3.1.schema.json"
+META_SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "openapi-3.1.schema.json"
 
 _UUID = {"type": "string", "format": "uuid", "description": "The subject's pseudonymous reference (never an e-mail)."}
 _CODE = {"type": "string", "pattern": "^[-a-zA-Z0-9_]{1,64}$"}

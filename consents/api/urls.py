@@ -1,8 +1,8 @@
-"""The consent API, under /api/v1/ (see `consents.api` and docs/consent-api.md)."""
+"""The consent API, under /api/v1/ (see `consents.api.views` and docs/consent-api.md)."""
 
 from django.urls import path, re_path
 
-from . import api
+from . import views as api
 
 app_name = "consent_api"
 

@@ -38,17 +38,17 @@ from accounts.models import User
 from inventory.models import Jurisdiction
 from privacyops.jsonbody import JsonBodyError, json_body_parse
 
-from .apikeys import apikey_authenticate
-from .decisions import UnknownPurpose, UnknownSubject, is_processing_allowed, is_processing_allowed_many
-from .ledger import consent_record
-from .models import ApiKey, ConsentEvent, ConsentNotice, ConsentPurpose
+from ..decisions import UnknownPurpose, UnknownSubject, is_processing_allowed, is_processing_allowed_many
+from ..ledger import consent_record
+from ..models import ApiKey, ConsentEvent, ConsentNotice, ConsentPurpose
+from ..receipts import receipt_for
+from .contract import BATCH_MAX, EVENT_ACTIONS
+from .keys import apikey_authenticate
+from .openapi import openapi_document
 
 logger = logging.getLogger(__name__)
 
-BATCH_MAX = 1000
 RATE_WINDOW_SECONDS = 60
-# What a client may record: an expiry is ours to write, when a consent's lifetime ends.
-EVENT_ACTIONS = (ConsentEvent.Action.GIVEN, ConsentEvent.Action.REFUSED, ConsentEvent.Action.WITHDRAWN)
 EVENT_FIELDS = {"subject_ref", "purpose", "action", "effective_at", "language", "notice_version", "jurisdiction"}
 _LANGUAGE = re.compile(r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{1,8})*$")
 _CODE = re.compile(r"^[-a-zA-Z0-9_]{1,64}$")
@@ -365,8 +365,6 @@ def consent_events(request):
     if jurisdiction and not Jurisdiction.objects.filter(code=jurisdiction).exists():
         raise invalid("jurisdiction", "Not a jurisdiction of the register (EU, UK, SG, ID, CN, US-CA, DEFAULT ...).")
 
-    from .receipts import receipt_for  # the receipts module is built beside this one
-
     try:
         with transaction.atomic():
             event = consent_record(
@@ -404,8 +402,6 @@ def consent_events(request):
 @api_view("GET", scope=None)
 def openapi_json(request):
     """GET /api/v1/openapi.json: the OpenAPI 3.1 description of this API (public)."""
-    from .openapi import openapi_document
-
     return _json(openapi_document())
 
 
