@@ -26,11 +26,18 @@ from django.conf import settings
 from django.db.models import Case, Prefetch, Value, When
 from django.utils import timezone
 
-from .models import DataCategory, ProcessingActivity, Purpose, PurposeBasis, RecipientCategory, Transfer
+from .models import CollectionSource, DataCategory, ProcessingActivity, Purpose, PurposeBasis, RecipientCategory, Transfer
 from .resources import escape_formula
 
 RETENTION_NOT_SET = "not set"
 JSONLD_CONTEXT_PATH = Path(__file__).resolve().parent / "jsonld" / "ropa-context.jsonld"
+# The register's codes in DPV terms (pd: categories, DataSource classes, GDPR Art. 6 classes, loc: places),
+# and the DPV terms the JSON-LD may use, checked against DPV's published vocabulary (see the files).
+DPV_MAPPING_PATH = JSONLD_CONTEXT_PATH.with_name("dpv-mapping.json")
+DPV_TERMS_PATH = JSONLD_CONTEXT_PATH.with_name("dpv-terms.txt")
+# DPV's kinds of personal data by how it was obtained: where the register's source names one of these, it
+# types the data; the source itself is typed with a DataSource class from the mapping.
+DATA_BY_ORIGIN = frozenset({"dpv:ProvidedPersonalData", "dpv:ObservedPersonalData", "dpv:GeneratedPersonalData"})
 FORMATS = ("csv", "json", "jsonld")
 # The policy's purpose table (section II) first, then the further purposes (PM-II-7), each in policy order.
 PURPOSE_ORDER = (Case(When(kind=Purpose.Kind.MAIN, then=Value(0)), default=Value(1)), "position", "code")
@@ -95,6 +102,7 @@ def _basis_row(row: PurposeBasis) -> dict:
         "dpv": row.basis.dpv,
         "jurisdiction": row.jurisdiction.code if row.jurisdiction_id else None,
         "jurisdiction_name": row.jurisdiction.name if row.jurisdiction_id else "",
+        "jurisdiction_countries": list(row.jurisdiction.countries or []) if row.jurisdiction_id else [],
         "condition": row.condition,
         "needs_review": row.needs_review or row.basis.needs_review,
         "review_note": row.review_note or row.basis.review_note,
@@ -285,6 +293,10 @@ def record_of_processing() -> dict:
         "transfers": transfers,
         "retention": retention_rows,
         "security_measures": settings.SECURITY_MEASURES,
+        "collection_sources": [
+            {"code": s.code, "name": s.name, "description": s.description, "dpv": s.dpv}
+            for s in CollectionSource.objects.order_by("code")
+        ],
         "flags": record_flags,
     }
 
@@ -387,13 +399,50 @@ def _node(prefix: str, code: str) -> str:
     return f"urn:privacyops:{prefix}:{code}"
 
 
-def _typed(base_type: str, dpv_term: str) -> list[str] | str:
-    return [base_type, dpv_term] if dpv_term else base_type
+def _typed(base_type: str, *terms: str) -> list[str] | str:
+    types = list(dict.fromkeys([base_type, *(t for t in terms if t)]))
+    return types if len(types) > 1 else base_type
+
+
+def dpv_mapping() -> dict:
+    """The shipped mapping of register codes to DPV terms, read from disk (never fetched)."""
+    with DPV_MAPPING_PATH.open(encoding="utf-8") as f:
+        return json.load(f)
+
+
+def dpv_terms() -> frozenset[str]:
+    """The full IRIs of every DPV term the JSON-LD may use (the vendored, checked list)."""
+    lines = DPV_TERMS_PATH.read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def _loc(country: str | None) -> str | None:
+    """A register country or region code (SG, US-CA) as DPV's location concept (loc:SG, loc:US-CA)."""
+    return f"loc:{country}" if country else None
+
+
+def _jurisdiction_loc(code: str | None, countries: list[str], mapping: dict) -> str | None:
+    """Where a jurisdiction is, in loc: terms: its one country or region, else the mapping's concept (EU)."""
+    if code is None:
+        return None
+    if code in mapping["jurisdictions"]:
+        return mapping["jurisdictions"][code]
+    return _loc(countries[0]) if len(countries) == 1 else _node("jurisdiction", code)
+
+
+def _basis_types(basis: dict, mapping: dict) -> list[str] | str:
+    """A lawful basis as DPV's legal-basis classes: the register's (or the mapping's) DPV class, and the GDPR
+    Art. 6(1) class where the basis holds in the EU (everywhere, or for the EU)."""
+    mapped = mapping["lawful_bases"].get(basis["code"], {})
+    gdpr = mapped.get("eu_gdpr") if basis["jurisdiction"] in (None, "EU") else None
+    return _typed("LegalBasis", basis["dpv"] or mapped.get("dpv", ""), gdpr or "")
 
 
 def render_jsonld(record: dict) -> str:
     """The record in DPV terms, with the shipped @context embedded so the file stands alone."""
     controller = record["controller"]
+    mapping = dpv_mapping()
+    source_dpv = {s["code"]: s["dpv"] for s in record.get("collection_sources", [])}
     processes = []
     for purpose in record["purposes"]:
         processes.append(
@@ -413,13 +462,17 @@ def render_jsonld(record: dict) -> str:
                 },
                 "hasLegalBasis": [
                     {
-                        "@type": _typed("LegalBasis", b["dpv"]),
+                        "@type": _basis_types(b, mapping),
                         "identifier": b["code"],
                         "title": b["name"],
                         "legalReference": b["legal_reference"],
                         "condition": b["condition"],
                         "needsReview": b["needs_review"],
-                        **({"hasJurisdiction": {"@id": _node("jurisdiction", b["jurisdiction"])}} if b["jurisdiction"] else {}),
+                        **(
+                            {"hasJurisdiction": _jurisdiction_loc(b["jurisdiction"], b["jurisdiction_countries"], mapping)}
+                            if b["jurisdiction"]
+                            else {}
+                        ),
                     }
                     for b in purpose["bases"]
                 ],
@@ -446,7 +499,12 @@ def render_jsonld(record: dict) -> str:
     personal_data = [
         {
             "@id": _node("data-category", c["code"]),
-            "@type": _typed("PersonalData", c["dpv"]),
+            "@type": _typed(
+                "PersonalData",
+                *mapping["data_categories"].get(c["code"], []),
+                c["dpv"],
+                *sorted({source_dpv.get(s, "") for s in c["sources"]} & DATA_BY_ORIGIN),
+            ),
             "identifier": c["code"],
             "title": c["name"],
             "description": c["description"],
@@ -463,7 +521,7 @@ def render_jsonld(record: dict) -> str:
             "identifier": r["code"],
             "title": r["name"],
             "recipientCategory": {"@id": _node("recipient-category", r["category"])},
-            **({"hasCountry": r["country"]} if r["country"] else {}),
+            **({"hasCountry": _loc(r["country"])} if r["country"] else {}),
         }
         for r in sorted({r["code"]: r for p in record["purposes"] for r in p["recipients"]}.values(), key=lambda r: r["code"])
     ]
@@ -483,8 +541,8 @@ def render_jsonld(record: dict) -> str:
             "@type": "CrossBorderTransfer",
             "identifier": t["code"],
             "title": t["name"],
-            "hasCountry": t["from_country"],
-            "hasThirdCountry": t["to_country"],
+            "hasCountry": _loc(t["from_country"]),
+            "hasThirdCountry": _loc(t["to_country"]),
             "hasPersonalData": [{"@id": _node("data-category", c)} for c in t["data_categories"]],
             **({"hasRecipient": {"@id": _node("recipient", t["recipient"])}} if t["recipient"] else {}),
             **(
@@ -498,7 +556,26 @@ def render_jsonld(record: dict) -> str:
         }
         for t in record["transfers"]
     ]
+    data_sources = [
+        {
+            "@id": _node("source", src["code"]),
+            "@type": _typed("DataSource", mapping["collection_sources"].get(src["code"], "")),
+            "identifier": src["code"],
+            "title": src["name"],
+            "description": src["description"],
+        }
+        for src in record.get("collection_sources", [])
+    ]
     dpo = controller["dpo"]
+    representative = {}
+    if controller["representative"]:
+        representative = {
+            "hasRepresentative": {
+                "@type": "Representative",
+                "hasName": controller["representative"],
+                **({"hasContact": [controller["representative_contact"]]} if controller.get("representative_contact") else {}),
+            }
+        }
     document = {
         "@context": jsonld_context(),
         "@id": "urn:privacyops:record-of-processing",
@@ -509,20 +586,21 @@ def render_jsonld(record: dict) -> str:
             "@id": "urn:privacyops:controller",
             "@type": "DataController",
             "hasName": controller["name"],
-            **(
-                {"hasRepresentative": {"@type": "Representative", "hasName": controller["representative"]}}
-                if controller["representative"]
-                else {}
-            ),
+            # Art. 30(1)(a): the controller's own contact details, not only its DPO's.
+            "hasAddress": controller["address"],
+            "hasContact": [c for c in (controller["email"], controller["phone"]) if c],
+            **({"hasCountry": _loc(controller["country"])} if controller["country"] else {}),
+            **representative,
             "hasDataProtectionOfficer": {
                 "@type": "DataProtectionOfficer",
                 "hasName": dpo["name"],
-                "hasContact": dpo["email"],
+                "hasContact": [dpo["email"]],
                 "hasAddress": dpo["postal_address"],
             },
         },
         "hasProcess": processes,
         "personalDataCategories": personal_data,
+        "dataSources": data_sources,
         "recipients": recipients + recipient_categories,
         "transfers": transfers,
         "hasTechnicalOrganisationalMeasure": {

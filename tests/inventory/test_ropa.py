@@ -220,7 +220,7 @@ def test_jsonld_parses_and_embeds_the_shipped_context(seeded):
     service = next(p for p in processes if p["identifier"] == "provide-service")
     assert service["hasLegalBasis"] and service["hasPersonalData"]
     cn = next(t for t in document["transfers"] if t["identifier"] == "sg-to-cn")
-    assert cn["flag"] == "amber" and cn["hasThirdCountry"] == "CN"
+    assert cn["flag"] == "amber" and (cn["hasCountry"], cn["hasThirdCountry"]) == ("loc:SG", "loc:CN")
     assert document["hasDataController"]["hasDataProtectionOfficer"]["hasContact"]
 
 
