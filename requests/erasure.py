@@ -65,7 +65,7 @@ from retention.engine import COUNT_KEYS, Plan, children_first, plan_batch, rever
 from retention.models import LegalHold
 
 from .emails import request_email_send
-from .jobs import JobClaim, job_claim, job_fail, job_finish, job_progress, job_release
+from .jobs import ERASURE_RIGHTS, JobClaim, job_claim, job_fail, job_finish, job_progress, job_release
 from .models import RequestEvent, Right, RightsRequest, Status
 from .recipients import recipient_notices_create
 from .services import rights_request_close
@@ -443,7 +443,7 @@ def erasure_work(*, request_id: int, max_batches: int | None = None) -> RightsRe
         require_verified(rights_request)
         if rights_request.status != Status.FULFILLING:
             raise ErasureError(f"Request {rights_request.reference} is not approved for fulfilment.")
-        if rights_request.right not in (Right.ERASURE, Right.CHILD_REPORT):
+        if rights_request.right not in ERASURE_RIGHTS:
             raise ErasureError(f"Request {rights_request.reference} is not an erasure.")
         state = dict(rights_request.job_result or {})
         if "subject" not in state:

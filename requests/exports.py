@@ -94,7 +94,7 @@ from privacyops.privacy import registry
 
 from . import crypto, emails, jobs, services
 from .disclosures import disclosures_for
-from .models import DownloadLink, ExportPackage, RequestEvent, Right, RightsRequest
+from .models import DownloadLink, ExportPackage, RequestEvent, RightsRequest
 from .verification import VerificationError, require_verified
 
 logger = logging.getLogger(__name__)
@@ -105,7 +105,6 @@ CHUNK_ROWS = 2000  # rows per fetch on SQLite
 FLUSH_BYTES = 1024 * 1024  # COPY output gathered before it is hashed and compressed
 DEFLATE_THREADS = 2  # the workers' machines have two cores
 DEFLATE_PENDING = 4  # buffers being compressed at once, per member
-EXPORT_RIGHTS = frozenset({Right.ACCESS, Right.PORTABILITY})
 
 # Third-party-marked fields the subject wrote themselves: theirs to have back (see the module docstring).
 SUBJECT_WRITTEN = frozenset(
@@ -785,7 +784,7 @@ def export_package_work(*, request_id: int) -> ExportPackage | None:
         if subject is None:
             # Verified by a link to this address (or by staff): what we hold under it, and the request itself.
             subject = NoAccount(email=rights_request.contact_email, rights_request=rights_request)
-        if rights_request.right not in EXPORT_RIGHTS:
+        if rights_request.right not in jobs.EXPORT_RIGHTS:
             raise ExportError(f"Request {rights_request.reference} is not an access or portability request.")
         package = _package_start(claim)
         token = _building.set(claim)

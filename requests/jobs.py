@@ -37,6 +37,9 @@ JOB_RIGHTS = {
     Right.ERASURE: "erasure",
     Right.CHILD_REPORT: "erasure",  # the outcome of a confirmed report is the erasure of that account
 }
+# The rights each kind of job fulfils (the one definition: exports and erasure check against these).
+EXPORT_RIGHTS = frozenset(right for right, kind in JOB_RIGHTS.items() if kind == "export")
+ERASURE_RIGHTS = frozenset(right for right, kind in JOB_RIGHTS.items() if kind == "erasure")
 LEASE_COLUMNS = LeaseColumns(owner="job_lease_owner", until="job_lease_until")
 QUEUED_GRACE = datetime.timedelta(minutes=5)  # a queued job no worker took by then is queued again
 

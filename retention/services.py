@@ -5,6 +5,10 @@ rule does (category, store, period, clock, action) keeps the confirmation only w
 otherwise disables the rule until a DPO confirms it again. Holds: anyone allowed to place one may, and
 only a DPO (`retention.lift_legalhold`) lifts one. Runs: `purge_run_start` records the run with its cutoff
 and plan and queues the work after commit; retention.engine does the work.
+
+Dependencies run one way: retention.tasks imports this module (tasks call services), this module imports
+the engine and never the tasks module at import time. The one place a service queues a task,
+`_run_queue`, imports it when it runs, after commit.
 """
 
 from __future__ import annotations
@@ -273,13 +277,17 @@ def purge_run_start(
                 details={"rule": rule.code, "dry_run": dry_run, "cutoff": run.cutoff, "models": labels},
             )
             if enqueue:
-                from .tasks import purge_run_continue
-
                 run_id = run.pk
-                transaction.on_commit(lambda: purge_run_continue.delay(run_id))
+                transaction.on_commit(lambda: _run_queue(run_id))
     except IntegrityError:
         raise ValidationError("This rule already has a run in progress.") from None
     return run
+
+
+def _run_queue(run_id: int) -> None:
+    from .tasks import purge_run_continue  # at call time: tasks import this module, not the other way
+
+    purge_run_continue.delay(run_id)
 
 
 def purge_run_cancel(*, run: PurgeRun, actor) -> PurgeRun:
