@@ -274,7 +274,7 @@ PERIODIC_TASKS = {
         "options": {"queue": "default"},
     },
     "requests: deadline reminders to staff": {
-        "task": "requests.tasks.send_deadline_reminders",
+        "task": "requests.tasks.deadline_reminders_send",
         "schedule": crontab(minute=0),  # hourly: Indonesia's 3x24-hour periods pass a mark every few hours
         "options": {"queue": "default"},
     },
@@ -284,12 +284,12 @@ PERIODIC_TASKS = {
         "options": {"queue": "exports"},
     },
     "requests: close unverified requests": {
-        "task": "requests.tasks.close_unverified_requests",
+        "task": "requests.tasks.unverified_requests_close",
         "schedule": crontab(minute=40, hour=3),
         "options": {"queue": "default"},
     },
     "requests: resume fulfilment jobs whose worker stopped": {
-        "task": "requests.tasks.resume_stalled_jobs",
+        "task": "requests.tasks.stalled_jobs_resume",
         "schedule": crontab(minute="*/2"),
         "options": {"queue": "default"},
     },
@@ -363,7 +363,7 @@ ERASURE_BATCH_SIZE = env.int("ERASURE_BATCH_SIZE", default=2000)
 # Fulfilment jobs (exports, erasures) hold an owned lease on their request (privacyops.leases): it lasts
 # REQUEST_JOB_LEASE_SECONDS from its last renewal; a build renews it at most every
 # REQUEST_JOB_HEARTBEAT_SECONDS (per table and per megabyte written), an erasure with every batch. A job
-# whose lease ran out is queued again by `resume_stalled_jobs` and its worker, should it still run, stops.
+# whose lease ran out is queued again by `stalled_jobs_resume` and its worker, should it still run, stops.
 REQUEST_JOB_LEASE_SECONDS = env.int("REQUEST_JOB_LEASE_SECONDS", default=120)
 REQUEST_JOB_HEARTBEAT_SECONDS = env.float("REQUEST_JOB_HEARTBEAT_SECONDS", default=15)
 

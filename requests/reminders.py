@@ -1,4 +1,4 @@
-"""Deadline reminders for staff (PM-IX-9): run hourly by `requests.tasks.send_deadline_reminders`.
+"""Deadline reminders for staff (PM-IX-9): run hourly by `requests.tasks.deadline_reminders_send`.
 
 An open request's period runs from `received_at` to its deadline in force (`effective_due_at`: the
 extended one when it was extended, clock-stopping pauses included). Staff are e-mailed when half of it has

@@ -165,13 +165,13 @@ def test_pm_ix_9_nothing_is_sent_when_the_transaction_rolls_back(django_capture_
 
 def test_pm_ix_9_the_hourly_task_runs_the_service_and_is_scheduled(settings, django_capture_on_commit_callbacks):
     entry = settings.PERIODIC_TASKS["requests: deadline reminders to staff"]
-    assert entry["task"] == "requests.tasks.send_deadline_reminders"
+    assert entry["task"] == "requests.tasks.deadline_reminders_send"
     assert entry["schedule"].minute == {0} and len(entry["schedule"].hour) == 24
     staff_in_role(ROLE_DPO)
     received = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=6)
     _request(received_at=received, due_at=received + datetime.timedelta(days=10))
     with django_capture_on_commit_callbacks(execute=True):
-        result = tasks.send_deadline_reminders.apply().get()
+        result = tasks.deadline_reminders_send.apply().get()
     assert result["sent"]["half"] == 1 and result["checked"] == 1
     assert len(mail.outbox) == 1
 

@@ -383,10 +383,10 @@ def test_pm_viii_2_a_report_of_a_child_account_is_never_closed_as_unverified(jur
 
 
 def test_the_beat_task_calls_it(waiting):
-    from requests.tasks import close_unverified_requests
+    from requests.tasks import unverified_requests_close
 
     _age(waiting, 20)
-    assert close_unverified_requests() == 1
+    assert unverified_requests_close() == 1
 
 
 def test_links_in_emails_use_site_url_when_set(waiting, committed, mailoutbox, settings):
