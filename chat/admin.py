@@ -22,13 +22,14 @@ from django.contrib import admin
 from django.utils.html import format_html
 
 from accounts.models import User
+from accounts.selectors import normalised_email
 from privacyops.admin_utils import EstimatedCountPaginator, ReadOnlyAdminMixin
 
 from . import models
 
 
 def _email_user_ids(term: str):
-    return User.objects.filter(email=term.strip().lower()).values("pk")
+    return User.objects.filter(email=normalised_email(term)).values("pk")  # a subquery: no extra round trip
 
 
 class ChatDataAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):

@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import socket
 
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.selectors import account_by_email
 from inventory.models import DataCategory, DataStore
 from retention.engine import COUNT_KEYS, purge_run_work
 from retention.models import LegalHold, PurgeRun, RetentionRule
@@ -122,7 +122,7 @@ class Command(BaseCommand):
     def place_hold(self, *, subject=None, category=None, store=None, reason, reference, **_):
         account = None
         if subject:
-            account = get_user_model().objects.filter(email__iexact=subject.strip()).first()
+            account = account_by_email(subject, active_only=False)
             if account is None:
                 raise CommandError(f"No account with the email address {subject!r}.")
         category_row = self._by_code(DataCategory, category, "data category")
