@@ -12,6 +12,12 @@ lives in (the text comes from a source the retention app registers; "not set" wi
 Lawful bases follow the register's override rule (see `inventory.selectors`): rows for a jurisdiction
 replace the general rows for subjects of that jurisdiction; the record lists both, each row labelled.
 Nothing here writes; rendering a download is audited by the caller.
+
+The JSON-LD uses W3C DPV terms only as DPV defines them: countries are `loc:` concepts, sources are
+`DataSource` nodes, categories carry their `pd:` categories and bases their DPV and GDPR Art. 6(1)
+classes. Which register code means which term is data (`jsonld/dpv-mapping.json`), and every DPV IRI the
+export may emit is listed in `jsonld/dpv-terms.txt`, each checked against DPV's published files; the
+tests fail on any other (docs/record-of-processing.md).
 """
 
 from __future__ import annotations
