@@ -11,7 +11,7 @@ Design and invariants:
   cannot forge a consent. It is written only after a choice has been recorded in the ledger: the ledger
   is the proof, the cookie a copy for the hot path (no database read for an anonymous page view).
   Nothing is written on a first visit.
-- A consent lasts its purpose's lifetime (e.g. P13M) from when it was given (`services.consent_lapsed`,
+- A consent lasts its purpose's lifetime (e.g. P13M) from when it was given (`lapse.consent_lapsed`,
   the same rule as the daily expiry job); after that there is no current choice and the banner asks
   again. A refusal stands until the person changes it or the choice cookie itself expires.
 - Global Privacy Control (11 CCR §7025): `Sec-GPC: 1` refuses analytics and every purpose flagged as
@@ -31,13 +31,13 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.conf.locale import LANG_INFO
 from django.core import signing
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from .lapse import consent_lapsed
 from .ledger import notice_current, visitor_link
 from .models import ConsentEvent, ConsentNotice, ConsentPurpose, ConsentState, CookieCategory, VisitorLink
-from .services import consent_lapsed, consent_set
+from .services import consent_set
 
 logger = logging.getLogger("consents.cookies")
 
@@ -176,20 +176,10 @@ def account_states(request) -> dict[int, ConsentState]:
     )
 
 
-def _given_lapsed(purpose: ConsentPurpose, given_at: datetime.datetime, now: datetime.datetime) -> bool:
-    try:
-        return consent_lapsed(purpose=purpose, given_at=given_at, now=now)
-    except ValidationError:
-        logger.error(
-            "Consent purpose %s has an unreadable lifetime %r: treating its consents as lapsed.", purpose.code, purpose.lifetime
-        )
-        return True
-
-
 def _current(action: str | None, made_at: datetime.datetime | None, purpose: ConsentPurpose, now=None) -> bool | None:
     """True: given and within its lifetime; False: refused or withdrawn; None: no current choice (ask)."""
     if action == Action.GIVEN:
-        return None if _given_lapsed(purpose, made_at, now or timezone.now()) else True
+        return None if consent_lapsed(given_at=made_at, lifetime=purpose.lifetime, at=now or timezone.now()) else True
     if action in (Action.REFUSED, Action.WITHDRAWN):
         return False
     return None  # never chosen, or expired

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import datetime
 
-from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils import timezone
 
 from policies.dashboard import policy_status
 from privacyops.dashboard import Flag, Tile, register_tile
-from retention.periods import cutoff
 
+from .lapse import LifetimeUnreadable, lapsed_if_given_by
 from .models import ConsentEvent, ConsentPurpose, ConsentState, ProcessingRestriction
 
 ORDER = 40  # before retention's purges: consents change daily
@@ -59,18 +58,19 @@ def expiry_conditions(*, now: datetime.datetime) -> tuple[Q, Q]:
     """(expires within EXPIRY_DAYS, already past its lifetime) as conditions on "given" ConsentState rows.
 
     One range of the (purpose, action, effective_at) index per purpose with a lifetime; necessary purposes
-    never expire, as in `consents.services.consent_expire_due`."""
+    never expire, as in `consents.services.consent_expire_due`. The bounds come from `consents.lapse`, the
+    rule the decisions and the expiry job use, so "overdue" here is exactly "lapsed" there."""
     soon = Q(pk__in=[])
     overdue = Q(pk__in=[])
     purposes = ConsentPurpose.objects.filter(is_necessary=False).exclude(lifetime="")
     for pk, lifetime in purposes.values_list("pk", "lifetime"):
         try:
-            due_now = cutoff(now, lifetime)
-            due_later = cutoff(now + datetime.timedelta(days=EXPIRY_DAYS), lifetime)
-        except ValidationError:
+            due_now = lapsed_if_given_by(lifetime=lifetime, at=now)
+            due_later = lapsed_if_given_by(lifetime=lifetime, at=now + datetime.timedelta(days=EXPIRY_DAYS))
+        except LifetimeUnreadable:
             continue  # a lifetime the expiry task cannot read either; the purpose's page shows it
-        soon |= Q(purpose_id=pk, effective_at__gte=due_now, effective_at__lt=due_later)
-        overdue |= Q(purpose_id=pk, effective_at__lt=due_now)
+        soon |= Q(purpose_id=pk, effective_at__gt=due_now, effective_at__lte=due_later)
+        overdue |= Q(purpose_id=pk, effective_at__lte=due_now)
     given = Q(action=ConsentEvent.Action.GIVEN)
     return given & soon, given & overdue
 

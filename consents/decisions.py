@@ -68,14 +68,13 @@ from django.conf import settings
 from django.core.cache import cache, caches
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache
-from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from inventory.models import Jurisdiction, Purpose
 from inventory.selectors import jurisdiction_for, purpose_bases_for
-from retention.periods import add_period
 
 from . import selectors
+from .lapse import consent_lapses_at
 from .models import ConsentEvent, ConsentPurpose, CookieCategory, ProcessingRestriction
 
 logger = logging.getLogger(__name__)
@@ -293,19 +292,6 @@ def _resolve(purpose) -> _Target:
 # --- The rules ----------------------------------------------------------------------------------------
 
 
-def lifetime_end(given_at: datetime.datetime, lifetime: str) -> datetime.datetime | None:
-    """When a consent given at `given_at` stops counting: `given_at + lifetime` (`retention.periods.add_period`,
-    as the expiry job computes it). None when the purpose has no lifetime. An unreadable lifetime ends the
-    consent at once (`given_at`): fail closed, as the cookie check does, until the DPO corrects it."""
-    if not lifetime.strip():
-        return None
-    try:
-        return add_period(given_at, lifetime)
-    except ValidationError:
-        logger.error("consent purpose lifetime %r is not an ISO 8601 duration: its consents count as expired", lifetime)
-        return given_at
-
-
 def _primary(codes: list[str]) -> str | None:
     for code in BASIS_ORDER:
         if code in codes:
@@ -392,7 +378,7 @@ def _evaluate(
                 return decide(False, f"{prefix}; no consent to {carrier.code} is recorded.")
             if state.action != Action.GIVEN:
                 return decide(False, f"{prefix}; consent to {carrier.code} is {state.action}.", since=state.effective_at)
-            ends = lifetime_end(state.effective_at, carrier.lifetime)
+            ends = consent_lapses_at(given_at=state.effective_at, lifetime=carrier.lifetime)
             if ends is not None and ends <= at:
                 return decide(False, f"{prefix}; consent to {carrier.code} expired (lifetime {carrier.lifetime}).", since=ends)
             if ends is not None:

@@ -7,7 +7,7 @@ Design and invariants:
   decision about the subject dies when the change commits.
 - `consent_set` locks the principal's chain *before* it reads the state it compares the choices with, so
   two tabs sending the same choice at once write one event, not two.
-- Expiry: a consent given at t with a lifetime P lapses at `add_period(t, P)`; the `expired` event is dated
+- Expiry: a consent lapses when `consents.lapse` says so (the one rule); the `expired` event is dated
   at that moment, so the ledger says when the consent really ended, however late the job ran. It goes on
   the chain of the principal whose event it ends (a visitor's event that an account inherited through a
   link is expired on the visitor's chain, and the account follows through the link), and only after the
@@ -31,8 +31,8 @@ from django.utils import timezone
 
 from inventory.models import Purpose
 from privacyops.audit import audit_record
-from retention.periods import Period, add_period, parse_period, subtract_months
 
+from .lapse import LifetimeUnreadable, consent_lapsed, lapsed_if_given_by, lifetime_end
 from .ledger import Principal, chain_lock, chain_version_bump, consent_record
 from .models import ConsentEvent, ConsentPurpose, ConsentState, ProcessingRestriction
 
@@ -40,10 +40,6 @@ logger = logging.getLogger(__name__)
 
 Action = ConsentEvent.Action
 Method = ConsentEvent.Method
-
-# A calendar month added to a day late in a month can land up to three days early (31 Jan + 1 month =
-# 28 Feb); the expiry query widens its bound by this much and the exact check is made per row.
-_CLAMP_SLACK = datetime.timedelta(days=3)
 
 
 # --- Restrictions and objections (PM-IX-5) -----------------------------------------------------------------
@@ -198,26 +194,6 @@ def restriction_lift(*, actor, restriction: ProcessingRestriction, reason: str) 
     return restriction
 
 
-# --- Lifetimes ------------------------------------------------------------------------------------------
-
-
-def _lifetime(purpose: ConsentPurpose) -> Period | None:
-    return parse_period(purpose.lifetime) if purpose.lifetime.strip() else None
-
-
-def consent_expires_at(*, purpose: ConsentPurpose, given_at: datetime.datetime) -> datetime.datetime | None:
-    """When a consent given at `given_at` lapses and is asked again (None: the purpose has no lifetime)."""
-    lifetime = _lifetime(purpose)
-    return add_period(given_at, lifetime) if lifetime else None
-
-
-def consent_lapsed(*, purpose: ConsentPurpose, given_at: datetime.datetime, now: datetime.datetime | None = None) -> bool:
-    """True once a consent given at `given_at` has outlived the purpose's lifetime, whether or not the daily
-    job has written its `expired` event yet (decisions treat it as not given from that moment)."""
-    expires = consent_expires_at(purpose=purpose, given_at=given_at)
-    return expires is not None and expires <= (now or timezone.now())
-
-
 # --- The choice every UI records ---------------------------------------------------------------------------
 
 
@@ -232,7 +208,7 @@ def _choice_action(purpose: ConsentPurpose, state: tuple[str, datetime.datetime]
     expired                  given      refused     (the answer to the question asked again)
     """
     action, effective_at = state if state else (None, None)
-    live = action == Action.GIVEN and not consent_lapsed(purpose=purpose, given_at=effective_at, now=now)
+    live = action == Action.GIVEN and not consent_lapsed(given_at=effective_at, lifetime=purpose.lifetime, at=now)
     if agree:
         return None if live else Action.GIVEN
     if live:
@@ -313,13 +289,12 @@ def expiry_candidates(
     *, purpose: ConsentPurpose, now: datetime.datetime, after_id: int = 0, limit: int = 1000
 ) -> list[ExpiryCandidate]:
     """The next `limit` states (by id, after `after_id`) of `purpose` that are `given` and may be past the
-    lifetime. The query bound is a little wide (calendar clamping); `consent_expire_due` checks each exactly."""
-    lifetime = _lifetime(purpose)
-    if lifetime is None:
+    lifetime. Raises LifetimeUnreadable for a lifetime that cannot be read."""
+    bound = lapsed_if_given_by(lifetime=purpose.lifetime, at=now)
+    if bound is None:
         return []
-    bound = subtract_months(now.astimezone(datetime.UTC) - lifetime.fixed, lifetime.years * 12 + lifetime.months)
     rows = (
-        ConsentState.objects.filter(purpose=purpose, action=Action.GIVEN, effective_at__lte=bound + _CLAMP_SLACK, pk__gt=after_id)
+        ConsentState.objects.filter(purpose=purpose, action=Action.GIVEN, effective_at__lte=bound, pk__gt=after_id)
         .order_by("pk")
         .values_list("pk", "event_id", "event__subject_ref", "event__visitor_id", "effective_at")[:limit]
     )
@@ -337,7 +312,7 @@ def expiry_candidates(
 def consent_expire(*, purpose: ConsentPurpose, candidate: ExpiryCandidate, now: datetime.datetime) -> ConsentEvent | None:
     """Write the `expired` event for one candidate if, under its chain's lock, its principal's state is still
     that `given` event and it has lapsed; otherwise nothing (someone answered meanwhile, or another run won)."""
-    expires = consent_expires_at(purpose=purpose, given_at=candidate.given_at)
+    expires = lifetime_end(candidate.given_at, purpose.lifetime)
     if expires is None or expires > now:
         return None
     principal = candidate.principal
@@ -363,7 +338,7 @@ def consent_expire(*, purpose: ConsentPurpose, candidate: ExpiryCandidate, now: 
             notice=given.notice,
             jurisdiction=given.jurisdiction,
             language=given.language or "en",
-            effective_at=add_period(given.effective_at, _lifetime(purpose)),
+            effective_at=lifetime_end(given.effective_at, purpose.lifetime),
         )
 
 
@@ -379,8 +354,8 @@ def consent_expire_due(*, now: datetime.datetime | None = None, batch_size: int 
     purposes = ConsentPurpose.objects.filter(is_necessary=False).exclude(lifetime="").order_by("pk")
     for purpose in purposes:
         try:
-            _lifetime(purpose)
-        except ValidationError:
+            lifetime_end(now, purpose.lifetime)
+        except LifetimeUnreadable:
             logger.exception("Consent purpose %s: its lifetime is not an ISO 8601 period; nothing expires", purpose.code)
             continue
         after_id = 0

@@ -20,6 +20,7 @@ from django.db import connection
 from django.utils import timezone
 
 import consents.decisions as decisions
+from consents import lapse
 from consents.decisions import CACHE_PREFIX, decision_cache_clear, is_processing_allowed, is_processing_allowed_many
 from consents.ledger import consent_record, visitor_link
 from consents.models import ConsentPurpose
@@ -274,7 +275,7 @@ def test_pm_iii_6_an_answer_is_cached_no_longer_than_the_consent_lasts(subject, 
     give(subject, "cookies-analytics", effective_at=given_at)
     assert is_processing_allowed(subject, purpose)
     [key] = cached_keys(subject)
-    ends = decisions.lifetime_end(given_at, purpose.lifetime)
+    ends = lapse.lifetime_end(given_at, purpose.lifetime)
     assert cache.get(key)["valid_until"] == pytest.approx(ends.timestamp())
     # Past the end, the cached "allowed" is not used: the same key now answers "expired", with no write.
     monkeypatch.setattr(decisions.timezone, "now", lambda: ends + datetime.timedelta(seconds=1))

@@ -26,8 +26,8 @@ from consents.decisions import (
     decision_cache_clear,
     is_processing_allowed,
     is_processing_allowed_many,
-    lifetime_end,
 )
+from consents.lapse import lifetime_end
 from consents.ledger import consent_record, visitor_link
 from consents.models import ConsentEvent, ConsentPurpose
 from inventory.models import Jurisdiction, Purpose, PurposeBasis

@@ -12,9 +12,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from consents.lapse import consent_lapsed
 from consents.ledger import consent_record, state_from_ledger, state_of, visitor_link
 from consents.models import ConsentEvent, ConsentState
-from consents.services import consent_expire, consent_expire_due, consent_lapsed, expiry_candidates
+from consents.services import consent_expire, consent_expire_due, expiry_candidates
 from consents.tasks import expire_due_consents
 from privacyops.models import AuditEvent
 from retention.periods import add_period
@@ -122,9 +123,9 @@ def test_pm_iii_6_a_lifetime_ends_on_the_clamped_calendar_day(db):
     consent_record(purpose=purpose, action="given", method="banner", subject=user, effective_at=given_at)
     lapse = datetime(2025, 2, 28, 12, 0, tzinfo=UTC)
 
-    assert not consent_lapsed(purpose=purpose, given_at=given_at, now=lapse - timedelta(seconds=1))
+    assert not consent_lapsed(given_at=given_at, lifetime=purpose.lifetime, at=lapse - timedelta(seconds=1))
     assert consent_expire_due(now=lapse - timedelta(seconds=1)) == 0
-    assert consent_lapsed(purpose=purpose, given_at=given_at, now=lapse)
+    assert consent_lapsed(given_at=given_at, lifetime=purpose.lifetime, at=lapse)
     assert consent_expire_due(now=lapse) == 1
     assert _expired(purpose).get().effective_at == lapse
 
