@@ -1,7 +1,8 @@
 """The plain sign-up form (PM-0-1, PM-II-2, PM-VIII-1). The portal issue restyles it; the rules stay here.
 
-Nothing is stored unless everything is valid: the age check refuses before any row exists, and the account,
-the policy acceptance and the marketing choice are written in one transaction.
+The form only validates: nothing is stored unless everything is valid (the age check refuses before any row
+exists). The account, the policy acceptance and the marketing choice are written by
+`consents.services.account_signup`, in one transaction.
 """
 
 from __future__ import annotations
@@ -12,16 +13,13 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User, country_code
 from policies.models import PolicyVersion
-from policies.services import policy_accept
-from privacyops.audit import audit_record
 
-from .ledger import consent_record, notice_current
-from .models import ConsentEvent, ConsentNotice, ConsentPurpose
+from .ledger import notice_current
+from .models import ConsentNotice, ConsentPurpose
 
 MARKETING_PURPOSE = "marketing-communications"
 
@@ -136,38 +134,17 @@ class SignupForm(forms.Form):
                 self.add_error("password1", error)
         return cleaned
 
-    def save(self, *, ip: str | None = None, user_agent: str | None = None, language: str = "en") -> User:
-        """Create the account, record the acceptance of the policy in force (PM-0-1) and the marketing choice
-        (PM-II-2; unticked is a refusal), all or nothing."""
+    def signup_arguments(self) -> dict:
+        """What `consents.services.account_signup` needs from the valid form (the form writes nothing)."""
         data = self.cleaned_data
-        with transaction.atomic():
-            user = User.objects.create_user(
-                email=data["email"],
-                password=data["password1"],
-                name=data["name"],
-                country=data["country"],
-                region=data.get("region") or "",
-                date_of_birth=data["date_of_birth"],
-            )
-            password_validation.password_changed(data["password1"], user)
-            policy_accept(subject=user, version=self.policy_version, method="signup", client="web", user_agent=user_agent)
-            if self.marketing_notice is not None:
-                consent_record(
-                    purpose=self.marketing_purpose,
-                    action=ConsentEvent.Action.GIVEN if data.get("marketing") else ConsentEvent.Action.REFUSED,
-                    method=ConsentEvent.Method.SIGNUP,
-                    subject=user,
-                    notice=self.marketing_notice,
-                    policy_version=self.policy_version,
-                    language=self.marketing_notice.language,
-                    ip=ip,
-                    user_agent=user_agent,
-                )
-            audit_record(
-                actor=None,
-                action="account.signed_up",
-                target=user,
-                subject=user,
-                details={"policy_version": self.policy_version.label, "marketing": bool(data.get("marketing"))},
-            )
-        return user
+        return {
+            "email": data["email"],
+            "password": data["password1"],
+            "name": data["name"],
+            "country": data["country"],
+            "region": data.get("region") or "",
+            "date_of_birth": data["date_of_birth"],
+            "policy_version": self.policy_version,
+            "marketing": bool(data.get("marketing")),
+            "marketing_notice": self.marketing_notice,
+        }

@@ -2,6 +2,8 @@
 and the expiry of consents past their lifetime.
 
 Design and invariants:
+- Sign-up's writes (`account_signup`): the account, the policy acceptance, the marketing choice and the
+  audit event in one transaction; the form only validates.
 - Every consent event goes through `consents.ledger.consent_record`; every change to a restriction bumps
   the subject's chain version (`chain_version_bump`) in the transaction that makes it, so a cached
   decision about the subject dies when the change commits.
@@ -25,21 +27,78 @@ import logging
 import uuid
 from dataclasses import dataclass
 
+from django.contrib.auth import password_validation
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.models import User
 from inventory.models import Purpose
+from policies.models import PolicyVersion
+from policies.services import policy_accept
 from privacyops.audit import audit_record
 
 from .lapse import LifetimeUnreadable, consent_lapsed, lapsed_if_given_by, lifetime_end
 from .ledger import Principal, chain_lock, chain_version_bump, consent_record
-from .models import ConsentEvent, ConsentPurpose, ConsentState, ProcessingRestriction
+from .models import ConsentEvent, ConsentNotice, ConsentPurpose, ConsentState, ProcessingRestriction
 
 logger = logging.getLogger(__name__)
 
 Action = ConsentEvent.Action
 Method = ConsentEvent.Method
+
+
+# --- Sign-up (PM-0-1, PM-II-2, PM-VIII-1) -------------------------------------------------------------------
+
+
+def account_signup(
+    *,
+    email: str,
+    password: str,
+    name: str,
+    country: str,
+    region: str,
+    date_of_birth: datetime.date,
+    policy_version: PolicyVersion,
+    marketing: bool,
+    marketing_notice: ConsentNotice | None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> User:
+    """Create the account, record its acceptance of the policy in force (PM-0-1) and its marketing choice
+    (PM-II-2: unticked is a refusal, recorded only when a notice text proves what was asked), and audit the
+    sign-up: all in one transaction, or nothing. The sign-up form has checked the age, the password and the
+    fields; this refuses an address that another sign-up took in the meantime."""
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                user = User.objects.create_user(
+                    email=email, password=password, name=name, country=country, region=region, date_of_birth=date_of_birth
+                )
+        except IntegrityError:
+            raise ValidationError({"email": "An account with this email address already exists. Sign in instead."}) from None
+        password_validation.password_changed(password, user)
+        policy_accept(subject=user, version=policy_version, method="signup", client="web", user_agent=user_agent)
+        if marketing_notice is not None:
+            consent_record(
+                purpose=marketing_notice.purpose,
+                action=ConsentEvent.Action.GIVEN if marketing else ConsentEvent.Action.REFUSED,
+                method=ConsentEvent.Method.SIGNUP,
+                subject=user,
+                notice=marketing_notice,
+                policy_version=policy_version,
+                language=marketing_notice.language,
+                ip=ip,
+                user_agent=user_agent,
+            )
+        audit_record(
+            actor=None,
+            action="account.signed_up",
+            target=user,
+            subject=user,
+            details={"policy_version": policy_version.label, "marketing": bool(marketing)},
+        )
+    return user
 
 
 # --- Restrictions and objections (PM-IX-5) -----------------------------------------------------------------

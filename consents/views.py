@@ -37,6 +37,7 @@ from .forms import SignupForm
 from .ledger import notice_current
 from .models import ConsentEvent, ConsentPurpose, ConsentState, CookieInventory, VisitorLink
 from .receipts import receipt_for, receipts_for
+from .services import account_signup
 
 SIGNIN_URL = "web:signin"
 # When this service's support for the GPC signal (and so /.well-known/gpc.json) last changed.
@@ -255,12 +256,16 @@ def signup(request):
     version = policy_version_in_force()
     form = SignupForm(request.POST or None, policy_version=version, language=language)
     if request.method == "POST" and form.is_valid():
-        user = form.save(
-            ip=request.META.get("REMOTE_ADDR"), user_agent=request.META.get("HTTP_USER_AGENT", ""), language=language
-        )
-        request.consents_signup = True  # the sign-in receiver links this browser with method "signup"
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect("web:my-consents")
+        try:
+            user = account_signup(
+                **form.signup_arguments(), ip=request.META.get("REMOTE_ADDR"), user_agent=request.META.get("HTTP_USER_AGENT", "")
+            )
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            request.consents_signup = True  # the sign-in receiver links this browser with method "signup"
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            return redirect("web:my-consents")
     return render(request, "consents/signup.html", {"form": form, "policy": version, "policy_url": settings.POLICY_URL})
 
 

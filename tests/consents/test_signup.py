@@ -5,6 +5,7 @@ import datetime
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from consents import cookies
@@ -228,3 +229,46 @@ def test_pm_iii_6_a_signed_in_banner_choice_is_the_accounts(client, seeded):
     assert methods == {("banner", "refused")}
     choice = cookies.Choice.decode(client.cookies[CHOICE].value)
     assert VisitorLink.objects.get(visitor_id=choice.visitor_id).subject_ref == user.subject_ref
+
+
+def _signup_arguments(**changes):
+    from consents.forms import SignupForm
+
+    bound = SignupForm(form(marketing="on"), policy_version=in_force())
+    assert bound.is_valid(), bound.errors
+    return {**bound.signup_arguments(), **changes}
+
+
+def test_pm_0_1_the_form_only_validates_it_writes_nothing(seeded):
+    before = counts()
+    _signup_arguments()
+    assert counts() == before
+
+
+def test_pm_0_1_account_signup_writes_everything_or_nothing(seeded):
+    from consents.services import account_signup
+
+    draft = PolicyVersion.objects.create(
+        label="draft-x", last_updated=datetime.date(2026, 1, 1), effective_at=timezone.now(), summary="A draft"
+    )
+    before = counts()
+    with pytest.raises(ValidationError):
+        account_signup(**_signup_arguments(policy_version=draft))  # refused after the account row was written
+    assert counts() == before
+
+    user = account_signup(**_signup_arguments(), ip="198.51.100.7", user_agent="Firefox")
+    assert PolicyAcceptance.objects.get(subject_ref=user.subject_ref).method == "signup"
+    assert ConsentEvent.objects.get(subject_ref=user.subject_ref).action == "given"
+    assert AuditEvent.objects.filter(action="account.signed_up", subject_ref=user.subject_ref).count() == 1
+
+
+def test_pm_0_1_an_address_taken_by_a_concurrent_sign_up_is_refused_cleanly(seeded):
+    from consents.services import account_signup
+
+    arguments = _signup_arguments()  # validated while the address was still free
+    UserFactory(email="ada@example.org")
+    before = counts()
+    with pytest.raises(ValidationError) as refused:
+        account_signup(**arguments)
+    assert "already exists" in str(refused.value.message_dict["email"])
+    assert counts() == before
