@@ -47,7 +47,14 @@ from accounts.models import User
 from inventory.models import Jurisdiction
 from inventory.services import register_entries_delete, register_entry_delete, register_entry_save
 from policies.models import PolicyAcceptance
-from privacyops.admin_utils import EstimatedCountPaginator, ReadOnlyAdminMixin
+from privacyops.admin_utils import (
+    EstimatedCountPaginator,
+    ReadOnlyAdminMixin,
+    admin_object_or_404,
+    admin_url_for,
+    badge,
+    validation_messages,
+)
 from privacyops.audit import audit_record
 
 from . import dashboard, ledger
@@ -72,13 +79,7 @@ LEDGER_PAGE = 100
 ACTION_SEVERITY = {"given": "ok", "refused": "info", "withdrawn": "amber", "expired": "info"}
 
 
-def badge(text: str, severity: str):
-    """A coloured label; the colours live in privacyops/templates/admin/base_site.html."""
-    return format_html('<span class="po-badge po-badge-{}">{}</span>', severity, text)
-
-
-def _url(name: str, *args) -> str:
-    return reverse(f"admin:consents_{name}", args=args)
+_url = admin_url_for("consents")
 
 
 def _add_service_errors(form: forms.Form, exc: ValidationError) -> None:
@@ -88,10 +89,6 @@ def _add_service_errors(form: forms.Form, exc: ValidationError) -> None:
             form.add_error(name if name in form.fields else None, errors)
     else:
         form.add_error(None, exc)
-
-
-def _messages_of(exc: ValidationError) -> list[str]:
-    return [m for ms in getattr(exc, "message_dict", {"": exc.messages}).values() for m in ms]
 
 
 def _principal(subject_ref, visitor_id) -> str:
@@ -890,8 +887,8 @@ class ProcessingRestrictionAdmin(admin.ModelAdmin):
         """Lift a restriction or objection: why, then (POST) `restriction_lift`."""
         if not request.user.has_perm("consents.lift_processingrestriction"):
             raise PermissionDenied
-        restriction = get_object_or_404(
-            ProcessingRestriction.objects.select_related("subject", "purpose", "legal_hold"), pk=object_id
+        restriction = admin_object_or_404(
+            self, request, object_id, queryset=ProcessingRestriction.objects.select_related("subject", "purpose", "legal_hold")
         )
         back = HttpResponseRedirect(_url("processingrestriction_change", restriction.pk))
         if restriction.lifted_at:
@@ -901,7 +898,7 @@ class ProcessingRestrictionAdmin(admin.ModelAdmin):
             try:
                 restriction_lift(actor=request.user, restriction=restriction, reason=request.POST.get("reason", "").strip())
             except ValidationError as exc:
-                for message in _messages_of(exc):
+                for message in validation_messages(exc):
                     messages.error(request, message)
             else:
                 messages.success(request, f"{restriction} is lifted.")
@@ -1015,7 +1012,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         """Revoke one key (asks first): `apikey_revoke`."""
         if not self.has_revoke_permission(request):
             raise PermissionDenied
-        key = get_object_or_404(ApiKey, pk=object_id)
+        key = admin_object_or_404(self, request, object_id, queryset=ApiKey.objects.all())
         back = HttpResponseRedirect(_url("apikey_change", key.pk))
         if key.revoked_at:
             messages.info(request, f"{key} was already revoked.")

@@ -25,13 +25,12 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q, Subquery
 from django.http import HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from privacyops.admin_utils import EstimatedCountPaginator, ReadOnlyAdminMixin
+from privacyops.admin_utils import EstimatedCountPaginator, ReadOnlyAdminMixin, admin_object_or_404, badge
 
 from .models import PolicyAcceptance, PolicyNoticeDelivery, PolicyVersion
 from .notices import CLAIM_STALE_AFTER, policy_notice_confirm, policy_notice_resend
@@ -41,15 +40,6 @@ from .services import policy_version_delete, policy_version_publish, policy_vers
 PUBLISH_PERMISSION = "policies.publish_policyversion"
 LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 Status = PolicyNoticeDelivery.Status
-
-
-def badge(text: str, severity: str):
-    """A coloured label; the colours live in privacyops/templates/admin/base_site.html."""
-    return format_html('<span class="po-badge po-badge-{}">{}</span>', severity, text)
-
-
-def _messages(exc: ValidationError) -> list[str]:
-    return [m for ms in getattr(exc, "message_dict", {"": exc.messages}).values() for m in ms]
 
 
 def _uuid(term: str) -> uuid.UUID | None:
@@ -235,7 +225,7 @@ class PolicyVersionAdmin(admin.ModelAdmin):
         """PM-X-1, PM-X-2: what publishing will do, then (POST) `policy_version_publish`."""
         if not request.user.has_perm(PUBLISH_PERMISSION):
             raise PermissionDenied
-        version = get_object_or_404(PolicyVersion, pk=object_id)
+        version = admin_object_or_404(self, request, object_id, queryset=PolicyVersion.objects.all())
         back = HttpResponseRedirect(reverse("admin:policies_policyversion_change", args=[version.pk]))
         if version.published_at is not None:
             messages.info(request, f"Policy {version.label} is already published.")

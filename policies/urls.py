@@ -2,6 +2,8 @@
 
 from django.urls import path
 
+from privacyops import converters  # noqa: F401  (registers <label:...>)
+
 from . import views
 
 app_name = "policy"
@@ -9,5 +11,5 @@ app_name = "policy"
 urlpatterns = [
     path("policy", views.policy_index, name="index"),
     path("policy/<int:pk>/acknowledge", views.policy_acknowledge_view, name="acknowledge"),
-    path("policy/<str:label>", views.policy_version, name="version"),
+    path("policy/<label:label>", views.policy_version, name="version"),
 ]

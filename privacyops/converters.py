@@ -38,5 +38,19 @@ class TokenConverter:
         return value
 
 
+class LabelConverter:
+    """A code or label of the register and of policy versions: a letter or digit, then letters, digits,
+    dots, underscores and dashes (policies.admin.LABEL_PATTERN), 100 characters at most."""
+
+    regex = "[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(LabelConverter, "label")
 register_converter(ReferenceConverter, "reference")
 register_converter(TokenConverter, "token")
