@@ -204,8 +204,15 @@ def current_choice(request, category: str) -> bool | None:
     return _current(Action.GIVEN if allowed else Action.REFUSED, made_at, purpose)
 
 
+# Set on a request whose answer depended on the Sec-GPC header (either way): the middleware then sends
+# `Vary: Sec-GPC`, so no cache serves a response made without the signal to a request that carries it.
+GPC_READ = "consents_gpc_read"
+
+
 def gpc_signal(request) -> bool:
-    """The request carries a Global Privacy Control signal (`Sec-GPC: 1`)."""
+    """The request carries a Global Privacy Control signal (`Sec-GPC: 1`). Asking marks the response as
+    varying with the header (`GPC_READ`): whoever asks is about to answer differently with and without it."""
+    setattr(request, GPC_READ, True)
     return request.headers.get("Sec-GPC", "").strip() == "1"
 
 
@@ -367,11 +374,11 @@ def gpc_apply(request) -> Choice | None:
     Returns the browser's updated choice cookie when it said anything but "refused" for a refused category
     (so a later request without the signal is not an opt-in), else None.
     """
-    if not gpc_signal(request):
-        return None
     user = _signed_in(request)
     choice = choice_from_request(request)
     if user is None and choice is None:
+        return None  # nothing to honour, and this answer does not depend on the header
+    if not gpc_signal(request):
         return None
     visitor_id = None if user is not None else choice.visitor_id
     if user is not None:

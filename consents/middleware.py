@@ -17,6 +17,9 @@ Invariants:
   reads `request.user` only in `process_view` and on the response, when authentication has run.
 - A first anonymous GET sets nothing: no view of a public page writes the session, and the choice cookie
   is only written after a choice.
+- A response whose content or cookies depended on the Sec-GPC header (the banner, the GPC notice, a cookie
+  kept or removed, a refusal recorded for a known browser or account) carries `Vary: Sec-GPC`
+  (`cookies.gpc_signal` marks the request when asked; responses that never asked, like the API's, do not).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import logging
 
 from django.conf import settings
 from django.core import checks
+from django.utils.cache import patch_vary_headers
 
 from . import cookies
 from .models import CookieInventory
@@ -75,6 +79,8 @@ class CookieConsentMiddleware:
     def __call__(self, request):
         response = self.get_response(request)
         self.process_response(request, response)
+        if getattr(request, cookies.GPC_READ, False):  # last: the cookie filter above may have asked too
+            patch_vary_headers(response, ("Sec-GPC",))
         return response
 
     def process_view(self, request, view_func, view_args, view_kwargs):

@@ -149,3 +149,25 @@ def test_pm_iv_3_my_consents_offers_no_opt_in_against_the_signal(client, seeded)
     assert response.status_code == 302
     state = ConsentState.objects.get(subject_ref=user.subject_ref, purpose__code="cookies-analytics")
     assert state.action == "refused"
+
+
+def _vary(response) -> set[str]:
+    return {v.strip().lower() for v in response.get("Vary", "").split(",") if v.strip()}
+
+
+@pytest.mark.parametrize("path", ["/", "/cookies", "/signin"])
+def test_pm_iv_3_pages_that_change_with_the_signal_say_vary_sec_gpc_with_and_without_it(client, seeded, path):
+    with_signal, without = client.get(path, headers=GPC), client.get(path)
+    assert with_signal.content != without.content  # they do change with it
+    assert "sec-gpc" in _vary(with_signal) and "sec-gpc" in _vary(without)
+
+
+def test_pm_iv_3_a_known_browsers_response_varies_with_the_signal(client, seeded):
+    choose(client, "accept")
+    response = client.get("/beacon.gif")
+    assert "sec-gpc" in _vary(response)
+
+
+def test_pm_iv_3_responses_that_never_read_the_signal_do_not_vary_on_it(client, seeded):
+    assert "sec-gpc" not in _vary(client.get("/.well-known/gpc.json", headers=GPC))
+    assert "sec-gpc" not in _vary(client.get("/api/v1/openapi.json", headers=GPC))
