@@ -15,7 +15,7 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.dispatch import receiver
 
 from . import cookies
-from . import middleware as _middleware  # noqa: F401 (registers the middleware-order system check)
+from .cookies import middleware as _middleware  # noqa: F401 (registers the middleware-order system check)
 from .ledger import visitor_link
 from .models import VisitorLink
 

@@ -62,7 +62,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Outermost, so it sees every Set-Cookie (session, CSRF) on the way out: no non-essential cookie leaves
     # without consent, and nothing at all on a first anonymous visit (PM-III-6).
-    "consents.middleware.CookieConsentMiddleware",
+    "consents.cookies.middleware.CookieConsentMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -87,7 +87,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "privacyops.context_processors.controller",
-                "consents.context_processors.cookie_consent",
+                "consents.cookies.context_processors.cookie_consent",
                 "policies.middleware.policy_notice",
             ],
         },

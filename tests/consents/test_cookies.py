@@ -15,10 +15,10 @@ from django.test import Client
 from django.utils import timezone
 
 from consents import cookies
-from consents.middleware import CookieConsentMiddleware, middleware_order_check
+from consents.cookies.middleware import CookieConsentMiddleware, middleware_order_check
+from consents.cookies.views import beacon_counts
 from consents.models import ConsentEvent, ConsentPurpose, ConsentState
 from consents.services import consent_set
-from consents.views import beacon_counts
 from tests.factories.accounts import UserFactory
 from tests.factories.consents import ConsentNoticeFactory
 
@@ -436,7 +436,10 @@ def test_pm_iii_6_the_middleware_wraps_every_cookie_setter():
 
 
 def test_pm_iii_6_the_order_check_reports_a_middleware_that_cannot_see_the_session_cookie(settings):
-    settings.MIDDLEWARE = ["django.contrib.sessions.middleware.SessionMiddleware", "consents.middleware.CookieConsentMiddleware"]
+    settings.MIDDLEWARE = [
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "consents.cookies.middleware.CookieConsentMiddleware",
+    ]
     assert [error.id for error in middleware_order_check()] == ["consents.E001"]
     settings.MIDDLEWARE = ["django.contrib.sessions.middleware.SessionMiddleware"]
     assert [error.id for error in middleware_order_check()] == ["consents.E001"]

@@ -30,12 +30,12 @@ from django.conf import settings
 from django.core import checks
 from django.utils.cache import patch_vary_headers
 
-from . import cookies
-from .models import CookieInventory
+from consents import cookies
+from consents.models import CookieInventory
 
 logger = logging.getLogger("consents.cookies")
 
-MIDDLEWARE_PATH = "consents.middleware.CookieConsentMiddleware"
+MIDDLEWARE_PATH = "consents.cookies.middleware.CookieConsentMiddleware"
 # Middleware that sets cookies on the way out; ours must wrap them.
 COOKIE_SETTERS = (
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -34,10 +34,10 @@ from django.core import signing
 from django.db import transaction
 from django.utils import timezone
 
-from .lapse import consent_lapsed
-from .ledger import notice_current, visitor_link
-from .models import ConsentEvent, ConsentNotice, ConsentPurpose, ConsentState, CookieCategory, VisitorLink
-from .services import consent_set
+from consents.lapse import consent_lapsed
+from consents.ledger import notice_current, visitor_link
+from consents.models import ConsentEvent, ConsentNotice, ConsentPurpose, ConsentState, CookieCategory, VisitorLink
+from consents.services import consent_set
 
 logger = logging.getLogger("consents.cookies")
 

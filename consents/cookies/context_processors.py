@@ -5,7 +5,7 @@ Everything is computed lazily: a template that shows no banner (the admin's) cos
 
 from django.utils.functional import SimpleLazyObject, cached_property
 
-from . import cookies
+from consents import cookies
 
 
 class CookieConsentContext:
