@@ -8,19 +8,21 @@ Then it starts a real gunicorn (gthread workers, keep-alive, persistent database
 loopback port against that database and Redis, and drives it from `--clients` threads, each with its own
 keep-alive `http.client` connection:
 
-(a) latency: `/healthz` (a no-op Django view, through the same middleware), `/readyz` (the same plus one
-    `SELECT 1`: the floor) and `GET /api/v1/subjects/<ref>/purposes/marketing` with a bearer key, the answers
-    already cached (every subject is asked once before measuring). The three alternate in `--rounds` rounds
-    so drift hits them alike. Reported: mean, p50 and p95 per endpoint; `api_vs_noop_latency` = mean(api) /
-    mean(no-op), target <= 1.5; `floor_vs_noop_latency` = mean(/readyz) / mean(no-op) and
-    `api_vs_floor_latency`. The floor is there because the guarantee (a check that starts after a
-    withdrawal's commit says "not allowed") makes every check read the person's chain version from the
-    database: no design that keeps it can answer faster than the no-op view plus one database round trip.
+(a) latency, through the same middleware: `/healthz` (a no-op Django view), `/readyz` (the same plus one
+    `SELECT 1`), the floor `/bench/floor/<ref>` (a view that makes only the read the guarantee needs: the
+    subject's account and chain version, `consents.selectors.subject_snapshots`, served by the bench's own
+    URLconf, bench/_api_urls.py) and `GET /api/v1/subjects/<ref>/purposes/marketing` with a bearer key, the
+    answers already cached (every subject is asked once before measuring). The four alternate in `--rounds`
+    rounds so drift hits them alike. Reported: mean, p50 and p95 per endpoint; `api_vs_floor_latency` =
+    mean(api) / mean(floor), target <= 1.2 (issue 11); `api_vs_noop_latency` = mean(api) / mean(no-op),
+    `floor_vs_noop_latency` and `select1_vs_noop_latency` (/readyz). The floor is there because the
+    guarantee (a check that starts after a withdrawal's commit says "not allowed") makes every check read the
+    person's chain version from the database: no design that keeps it can answer faster than that read.
 (b) race: per client thread, its own subjects in turn: check (cached "allowed"), `POST /api/v1/consent-events`
     withdrawn, then at once check again -- any "allowed" there is stale (`stale_after_withdraw`, must be 0);
     then consent is given again through the API for the next lap.
 
-The last line is `RESULT api_vs_noop_latency=<ratio> stale_after_withdraw=<n> ...`; the exit status is 1 when a
+The last line is `RESULT api_vs_floor_latency=<ratio> stale_after_withdraw=<n> ...`; the exit status is 1 when a
 stale answer was seen or a request failed (a missed latency target is reported, not failed: loaded machines
 vary).
 """
@@ -46,7 +48,7 @@ from bench import _scratch
 
 SMOKE = {"subjects": 40, "requests": 400, "laps": 60, "rounds": 2}
 PREFIX = f"privacyops_bench_api_{os.getpid()}"
-TARGET = 1.5
+TARGET = 1.2  # api_vs_floor_latency
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -105,7 +107,7 @@ class Server:
         self.port = _free_port()
         env = {key: value for key, value in os.environ.items() if not key.startswith(("CELERY_", "PYTEST_"))}
         env.update(
-            DJANGO_SETTINGS_MODULE="privacyops.settings",
+            DJANGO_SETTINGS_MODULE="bench._api_settings",  # the project's settings and URLs, plus the floor view
             DATABASE_URL=database_url,
             REDIS_URL=redis_url,
             DEBUG="false",
@@ -214,10 +216,14 @@ def _check_path(ref: str) -> str:
     return f"/api/v1/subjects/{ref}/purposes/marketing"
 
 
+def _floor_path(ref: str) -> str:
+    return f"/bench/floor/{ref}"
+
+
 def _latency(port: int, data: dict, *, clients: int, requests: int, rounds: int) -> dict:
     """Seconds per request for the no-op view and the cached check, from all clients, alternating by round."""
     refs, token = data["refs"], data["read"]
-    samples: dict[str, list[float]] = {"noop": [], "floor": [], "api": []}
+    samples: dict[str, list[float]] = {"noop": [], "select1": [], "floor": [], "api": []}
     failures = 0
     per_client = max(1, requests // clients // rounds)
 
@@ -226,6 +232,7 @@ def _latency(port: int, data: dict, *, clients: int, requests: int, rounds: int)
         client = Client(port)
         for n in range(index, len(refs), clients):
             client.call("GET", _check_path(refs[n]), token=token)
+            client.call("GET", _floor_path(refs[n]))
         for _ in range(20):
             client.call("GET", "/healthz")
             client.call("GET", "/readyz")
@@ -233,17 +240,19 @@ def _latency(port: int, data: dict, *, clients: int, requests: int, rounds: int)
 
     pool = _in_threads(clients, warm)
     for _round in range(rounds):
-        for name in ("noop", "floor", "api"):
+        for name in ("noop", "select1", "floor", "api"):
 
             def work(index: int, name=name):
                 client, times, bad = pool[index], [], 0
                 for n in range(per_client):
+                    ref = refs[(index * per_client + n) % len(refs)]
                     if name == "noop":
                         status, _body, seconds = client.call("GET", "/healthz")
-                    elif name == "floor":
+                    elif name == "select1":
                         status, _body, seconds = client.call("GET", "/readyz")
+                    elif name == "floor":
+                        status, _body, seconds = client.call("GET", _floor_path(ref))
                     else:
-                        ref = refs[(index * per_client + n) % len(refs)]
                         status, _body, seconds = client.call("GET", _check_path(ref), token=token)
                     bad += status != 200
                     times.append(seconds)
@@ -353,30 +362,37 @@ def main(argv=None) -> int:
             threads=args.threads,
         )
         latency = _latency(server.port, data, clients=args.clients, requests=args.requests, rounds=args.rounds)
-        noop, floor, api = (_ms(latency["samples"][name]) for name in ("noop", "floor", "api"))
-        for name, stats in (("no-op /healthz", noop), ("1 query /readyz", floor), ("cached check", api)):
+        noop, select1, floor, api = (_ms(latency["samples"][name]) for name in ("noop", "select1", "floor", "api"))
+        for name, stats in (
+            ("no-op /healthz", noop),
+            ("SELECT 1 /readyz", select1),
+            ("floor: the read", floor),
+            ("cached check", api),
+        ):
             figures = f"mean {stats['mean']:.3f} ms, p50 {stats['p50']:.3f} ms, p95 {stats['p95']:.3f} ms"
-            print(f"{name:>15}: {figures} ({stats['n']} requests)", flush=True)
+            print(f"{name:>16}: {figures} ({stats['n']} requests)", flush=True)
         ratio = api["mean"] / noop["mean"]
         floor_ratio = floor["mean"] / noop["mean"]
+        api_vs_floor = api["mean"] / floor["mean"]
         race = _race(server.port, data, clients=args.clients, laps=args.laps)
         print(
             f"race: {race['laps']} withdraw-then-check laps, {race['warm_allowed']} checks said allowed before the "
             f"withdrawal, {race['stale']} said allowed after it; failed requests {race['failures'] + latency['failures']}",
             flush=True,
         )
-        if ratio > TARGET:
-            print(f"latency ratio {ratio:.2f} is above the target {TARGET}", flush=True)
+        if api_vs_floor > TARGET:
+            print(f"api_vs_floor_latency {api_vs_floor:.2f} is above the target {TARGET}", flush=True)
         print(
-            f"floor: one database round trip costs {floor_ratio:.2f}x the no-op on this machine; the check, which "
-            f"must make one, costs {api['mean'] / floor['mean']:.2f}x that",
+            f"floor: the one read the guarantee needs costs {floor_ratio:.2f}x the no-op on this machine "
+            f"(SELECT 1: {select1['mean'] / noop['mean']:.2f}x); the check, which must make it, costs "
+            f"{api_vs_floor:.2f}x that",
             flush=True,
         )
         print(
-            f"RESULT api_vs_noop_latency={ratio:.2f} stale_after_withdraw={race['stale']} "
-            f"api_p50_ms={api['p50']:.3f} api_p95_ms={api['p95']:.3f} noop_p50_ms={noop['p50']:.3f} "
-            f"noop_p95_ms={noop['p95']:.3f} floor_vs_noop_latency={floor_ratio:.2f} "
-            f"api_vs_floor_latency={api['mean'] / floor['mean']:.2f} race_laps={race['laps']}",
+            f"RESULT api_vs_floor_latency={api_vs_floor:.2f} stale_after_withdraw={race['stale']} "
+            f"api_vs_noop_latency={ratio:.2f} api_p50_ms={api['p50']:.3f} api_p95_ms={api['p95']:.3f} "
+            f"noop_p50_ms={noop['p50']:.3f} noop_p95_ms={noop['p95']:.3f} floor_vs_noop_latency={floor_ratio:.2f} "
+            f"select1_vs_noop_latency={select1['mean'] / noop['mean']:.2f} race_laps={race['laps']}",
             flush=True,
         )
         failed = race["failures"] + latency["failures"]
