@@ -232,7 +232,7 @@ def main(argv=None) -> int:
     from django.utils import timezone
 
     from consents.importing import consent_file_import
-    from consents.resources import ConsentEventResource, DefaultConsentEventResource
+    from consents.imports.resources import ConsentEventResource, DefaultConsentEventResource
 
     if connection.vendor != "postgresql":
         print(

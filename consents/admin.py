@@ -58,8 +58,8 @@ from privacyops.admin_utils import (
 from privacyops.audit import audit_record
 
 from . import dashboard, ledger
-from .admin_import import ConsentImportMixin
 from .api.keys import apikey_create, apikey_revoke
+from .imports.admin import ConsentImportMixin
 from .models import (
     ApiKey,
     ConsentChain,

@@ -275,7 +275,7 @@ class ConsentEvent(models.Model):
     class Meta:
         ordering = ["-effective_at", "-id"]
         default_permissions = ("add", "view")  # append-only
-        # Bulk import of historical consents (consents.admin_import) is a right of its own: recording one
+        # Bulk import of historical consents (consents.imports.admin) is a right of its own: recording one
         # consent on a subject's documented instruction (add) does not include it.
         permissions = [("import_consentevent", "Can import historical consent events")]
         constraints = [

@@ -17,9 +17,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import path, reverse
 
 from consents import bulk
-from consents.admin_import import ConsentImportMixin
+from consents.imports.admin import ConsentImportMixin
+from consents.imports.resources import ConsentEventResource, DefaultConsentEventResource
 from consents.models import ConsentEvent, ConsentState
-from consents.resources import ConsentEventResource, DefaultConsentEventResource
 from privacyops.models import AuditEvent
 from tests.consents.test_bulk import all_chain_problems, states_match_ledger
 from tests.factories.accounts import UserFactory

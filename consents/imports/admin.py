@@ -1,7 +1,7 @@
 """Import of historical consents in the workbench: `ConsentImportMixin` goes on ConsentEventAdmin.
 
 The page is django-import-export's two steps -- upload and preview, then confirm -- with
-`consents.resources.ConsentEventResource` behind them (see its docstring for what makes it fast and how it
+`consents.imports.resources.ConsentEventResource` behind them (see its docstring for what makes it fast and how it
 writes through the ledger's rules). What this mixin adds:
 - Permission: `consents.import_consentevent` (the library's IMPORT_EXPORT_IMPORT_PERMISSION_CODE "import"),
   a permission of its own, separate from recording one consent on a subject's documented instruction.
@@ -23,7 +23,8 @@ from django.template.response import TemplateResponse
 from import_export.admin import ImportMixin
 from import_export.formats.base_formats import CSV, XLSX
 
-from . import bulk
+from consents import bulk
+
 from .resources import PREVIEW_ROWS, ConsentEventResource
 
 

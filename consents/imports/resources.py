@@ -26,10 +26,9 @@ from __future__ import annotations
 from import_export import fields, resources, widgets
 
 from accounts.models import User
-
-from . import bulk
-from .ledger import consent_record, notice_current
-from .models import ConsentEvent, ConsentNotice, ConsentPurpose
+from consents import bulk
+from consents.ledger import consent_record, notice_current
+from consents.models import ConsentEvent, ConsentNotice, ConsentPurpose
 
 PREVIEW_ROWS = 100
 
