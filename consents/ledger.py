@@ -28,6 +28,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from inventory.models import Jurisdiction
+from inventory.selectors import jurisdiction_for_subject
 from policies.models import PolicyVersion
 from policies.selectors import policy_version_in_force
 from privacyops.audit import audit_record
@@ -228,9 +230,6 @@ def consent_record(
 
 
 def _jurisdiction_code(subject) -> str:
-    from inventory.models import Jurisdiction
-    from inventory.selectors import jurisdiction_for_subject
-
     if subject is None:
         return Jurisdiction.DEFAULT
     try:

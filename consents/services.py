@@ -37,6 +37,7 @@ from inventory.models import Purpose
 from policies.models import PolicyVersion
 from policies.services import policy_accept
 from privacyops.audit import audit_record
+from retention.services import hold_place
 
 from .lapse import LifetimeUnreadable, consent_lapsed, lapsed_if_given_by, lifetime_end
 from .ledger import Principal, chain_lock, chain_version_bump, consent_record
@@ -178,8 +179,6 @@ def restriction_place(
             created_by=actor,
         )
         if for_legal_claims:
-            from retention.services import hold_place
-
             restriction.legal_hold = hold_place(
                 actor=actor,
                 subject=subject,
@@ -377,8 +376,6 @@ def consent_expire(*, purpose: ConsentPurpose, candidate: ExpiryCandidate, now: 
     principal = candidate.principal
     subject = None
     if principal.subject_ref is not None:
-        from accounts.models import User
-
         subject = User.objects.filter(subject_ref=principal.subject_ref).first()
         if subject is None:
             return None  # the account is erased: nobody left to ask again, and nothing is processed
