@@ -1,5 +1,12 @@
 """The rights-request workflow: every change to a request goes through one of these services (PM-IX).
 
+The workflow's steps are here (`rights_request_<action>`: submit, verify, assign, hold, resume, extend,
+approve, reject, close, withdraw, move, note); each kind of fulfilment has its own module beside this one,
+named by what it does: `verification` (links, status links, the gate), `fulfil` (restriction, objection,
+withdrawal of consent), `rectification`, `recipients` (Art. 19), `disclosures`, `exports`, `erasure`,
+`reminders`, and `jobs` (the fulfilment jobs' state). All of them write the timeline and the audit trail
+through `timeline.request_event_record`. Tasks (`tasks.py`) call them; none of them calls a task.
+
 Invariants:
 - A status changes only along `models.MOVES`; anything else raises `RequestActionError` naming the
   current status, the wanted one and the moves allowed from where the request stands. Moves that need
