@@ -5,7 +5,8 @@ approve, reject, close, withdraw, move, note); each kind of fulfilment has its o
 named by what it does: `verification` (links, status links, the gate), `fulfil` (restriction, objection,
 withdrawal of consent), `rectification`, `recipients` (Art. 19), `disclosures`, `exports`, `erasure`,
 `reminders`, and `jobs` (the fulfilment jobs' state). All of them write the timeline and the audit trail
-through `timeline.request_event_record`. Tasks (`tasks.py`) call them; none of them calls a task.
+through `timeline.request_event_record`. Tasks (`tasks.py`) call them; they queue work only through
+`jobs.fulfilment_queue`, after commit.
 
 Invariants:
 - A status changes only along `models.MOVES`; anything else raises `RequestActionError` naming the
