@@ -17,12 +17,10 @@ from django.forms.models import model_to_dict
 
 from privacyops.audit import audit_record
 
+from .audit_actions import DATASTORE_SYNCED, register_action
+
 # Enough to name what an import touched without turning one audit event into a copy of the file.
 MAX_KEYS_IN_IMPORT_EVENT = 200
-
-
-def _action(instance_or_model, verb: str) -> str:
-    return f"register.{instance_or_model._meta.model_name}.{verb}"
 
 
 def register_key(instance) -> str | None:
@@ -52,7 +50,7 @@ def register_entry_save(*, actor, instance, changed_fields: list[str] | None = N
             getattr(instance, field).set(values)
         audit_record(
             actor=actor,
-            action=_action(instance, "created" if creating else "updated"),
+            action=register_action(instance, "created" if creating else "updated"),
             target=instance,
             details={"code": register_key(instance), "fields": sorted(changed_fields or [])},
         )
@@ -68,7 +66,7 @@ def register_entry_delete(*, actor, instance) -> None:
         instance.delete()
         audit_record(
             actor=actor,
-            action=_action(instance, "deleted"),
+            action=register_action(instance, "deleted"),
             target=target,
             details={"code": key, "row": snapshot},
         )
@@ -113,7 +111,7 @@ def register_import_apply(*, actor, resource, dataset, file_format: str, file_by
                 keys[bucket].append(register_key(row.instance))
         audit_record(
             actor=actor,
-            action=_action(model, "imported"),
+            action=register_action(model, "imported"),
             target=(model._meta.label_lower, ""),
             details={
                 "format": file_format,
@@ -133,7 +131,7 @@ def register_export_record(*, actor, model, row_count: int, file_format: str) ->
     """Record that the register (or a filtered part of it) left the system as a file."""
     audit_record(
         actor=actor,
-        action=_action(model, "exported"),
+        action=register_action(model, "exported"),
         target=(model._meta.label_lower, ""),
         details={"format": file_format, "rows": row_count},
     )
@@ -153,7 +151,6 @@ def register_ropa_export_record(*, actor, file_format: str) -> None:
 # of other kinds, are never touched. A sync that changes nothing writes nothing (it runs after every
 # migrate and every loadpolicy).
 
-DATASTORE_SYNC_ACTION = "register.datastore.synced"
 DATASTORE_SYNC_LABEL = "data stores from the registry"
 
 
@@ -234,7 +231,7 @@ def datastore_sync_from_registry(*, actor=None) -> DataStoreSyncResult:
         if result.changed:
             audit_record(
                 actor=actor,
-                action=DATASTORE_SYNC_ACTION,
+                action=DATASTORE_SYNCED,
                 details={"created": result.created, "updated": result.updated},
             )
     return result

@@ -17,3 +17,7 @@ class PrivacyOpsConfig(AppConfig):
         from privacyops import privacy
 
         privacy.autodiscover()
+        # Apps name their audit actions in <app>/audit_actions.py (the vocabulary lives in the core).
+        from privacyops import audit_actions
+
+        audit_actions.autodiscover()

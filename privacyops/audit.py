@@ -23,6 +23,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
+from .audit_actions import PERSONAL_DATA_VIEWED, audit_action_check
 from .models import GENESIS_HASH, AuditEvent
 
 anchor_logger = logging.getLogger("privacyops.audit.anchor")
@@ -67,6 +68,7 @@ def audit_record(*, actor, action: str, target=None, subject=None, details: dict
     instance or a `(type, id)` pair. `subject` is a User, a subject_ref, or None; only its `subject_ref`
     is stored. `details` must hold references and counts, never a person's name, email or content.
     """
+    audit_action_check(action)
     target_type, target_id = _label(target)
     # Round-trip through JSON so the hashed form is exactly what the database gives back later.
     clean_details = json.loads(json.dumps(details or {}, cls=DjangoJSONEncoder, sort_keys=True))
@@ -86,6 +88,20 @@ def audit_record(*, actor, action: str, target=None, subject=None, details: dict
         event.hash = event.compute_hash()
         event.save(force_insert=True)
     return event
+
+
+def audit_personal_data_viewed(*, actor, subject, what: str, target=None, details: dict | None = None) -> AuditEvent:
+    """The one way to record that a staff member saw one person's data on a screen (the account page, a
+    request's data summary, a consent proof ...): `what` names the screen, `details` holds counts and
+    references only. Callers record it in the transaction that reads the data, so nobody sees the data
+    without the record."""
+    return audit_record(
+        actor=actor,
+        action=PERSONAL_DATA_VIEWED,
+        target=target,
+        subject=subject,
+        details={"what": what, **(details or {})},
+    )
 
 
 @dataclass(frozen=True)

@@ -378,6 +378,8 @@ IMPORT_EXPORT_TMP_STORAGE_CLASS = "import_export.tmp_storages.CacheStorage"
 
 # --- Audit anchoring ------------------------------------------------------------------------------
 AUDIT_ANCHOR_LOG = env.str("AUDIT_ANCHOR_LOG", default=str(VAR_DIR / "audit-anchors.log"))
+# An audit action missing from every app's audit_actions.py is refused (on) or logged and recorded (off).
+AUDIT_ACTIONS_STRICT = env.bool("AUDIT_ACTIONS_STRICT", default=DEBUG)
 
 LOGGING = {
     "version": 1,

@@ -5,10 +5,10 @@ from django.apps import apps
 from django.core.management import call_command
 from django.urls import reverse
 
+from inventory.audit_actions import DATASTORE_SYNCED
 from inventory.models import DataCategory, DataStore
 from inventory.policy import register_policy_load
 from inventory.services import (
-    DATASTORE_SYNC_ACTION,
     DATASTORE_SYNC_LABEL,
     datastore_sync_after_migrate,
     datastore_sync_from_registry,
@@ -38,6 +38,7 @@ def test_pm_i_loadpolicy_creates_one_django_store_per_app_with_personal_data(see
         "django-privacyops",
         "django-retention",
         "django-consents",
+        "django-policies",
         "django-requests",
         "django-requests-packages",
         "django-otp_email",
@@ -53,6 +54,7 @@ def test_pm_i_loadpolicy_creates_one_django_store_per_app_with_personal_data(see
     assert _categories("django-accounts") == {"account-information"}
     assert _categories("django-retention") == {"retention-records"}
     assert _categories("django-consents") == {"consent-records"}
+    assert _categories("django-policies") == {"consent-records"}  # policy acceptances are proof of consent too
     assert _categories("django-requests") == {"rights-request-records"}
     assert set(DataCategory.objects.get(code="log-data").stores.values_list("code", flat=True)) == {"django-chat"}
 
@@ -81,7 +83,7 @@ def test_pm_i_a_drifted_store_is_put_back_with_one_audit_event(seeded):
     assert _categories("django-chat") == CHAT_CATEGORIES
     assert DataStore.objects.get(code="django-chat").name == "Chat service database"
     events = list(AuditEvent.objects.order_by("id")[before:])
-    assert [e.action for e in events] == [DATASTORE_SYNC_ACTION]
+    assert [e.action for e in events] == [DATASTORE_SYNCED]
     assert events[0].details == {"created": [], "updated": ["django-chat"]}
 
 

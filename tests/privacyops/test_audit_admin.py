@@ -38,7 +38,7 @@ def events():
         "alice": audit_record(
             actor=staff, action="register.purpose.updated", target=alice, subject=alice, details={"code": "P1"}
         ),
-        "bob": audit_record(actor=None, action="retention.purge_batch", subject=bob, details={"deleted": 3}),
+        "bob": audit_record(actor=None, action="retention.batch", subject=bob, details={"deleted": 3}),
         "plain": audit_record(actor=staff, action="register.datacategory.created", details={"code": "C1"}),
     }
 
@@ -65,7 +65,7 @@ def test_pm_vii_2_auditor_searches_by_action_prefix(client, auditor, events):
 
 
 def test_pm_vii_2_auditor_filters_by_action_and_actor(client, auditor, events):
-    response = client.get(reverse(CHANGELIST), {"action": "retention.purge_batch"})
+    response = client.get(reverse(CHANGELIST), {"action": "retention.batch"})
     assert _listed(response) == {events["bob"].pk}
     response = client.get(reverse(CHANGELIST), {"actor_label": "dpo@privacyops.test"})
     assert _listed(response) == {events["alice"].pk, events["plain"].pk}
@@ -73,7 +73,7 @@ def test_pm_vii_2_auditor_filters_by_action_and_actor(client, auditor, events):
     choices = {
         spec.title: [c["display"] for c in spec.choices(response.context["cl"])] for spec in response.context["cl"].filter_specs
     }
-    assert set(choices["action"]) >= {"register.purpose.updated", "retention.purge_batch", "register.datacategory.created"}
+    assert set(choices["action"]) >= {"register.purpose.updated", "retention.batch", "register.datacategory.created"}
     assert "system" in choices["actor"]
 
 

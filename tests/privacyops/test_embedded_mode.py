@@ -24,6 +24,8 @@ print(connection.settings_dict["OPTIONS"]["transaction_mode"])
 WRITER = """
 import time
 from privacyops.audit import audit_record
+from privacyops.audit_actions import namespace
+namespace("test", "Test-suite event")
 time.sleep(max(0, {start_at} - time.time()))
 for i in range({n}):
     audit_record(actor=None, action="test.embedded.writer{w}", details={{"i": i}})
