@@ -11,31 +11,37 @@ Two paths, one set of rules (those of `consents.bulk`, whose module docstring sa
 - Anywhere else ("portable", SQLite): the csv module reads the file and `consents.bulk` checks and
   writes it; the rows are held in memory, so this is for the small installations SQLite serves.
 
-Checks in SQL, each value once. The cells are trimmed and each moment's shape (every digit written as 9)
-computed in one pass into a table of lines; the few distinct shapes are tested in Python with the shared
-pattern, and so are the other values of which a file has a handful (purposes x languages x notice
-versions, languages, account countries and regions). The subject_ref texts are tested, and their accounts
-looked up, once per distinct text -- a file names each subject about ten times, and testing 36 characters
-costs more than all the other checks of a line. Then one pass joins every line with what it refers to.
+Checks in SQL, each value once. One pass over the staging table collects the distinct subject texts and
+the distinct shapes of the moments (every digit written as 9); the shapes are tested in Python with the
+shared pattern, and so are the other values of which a file has a handful (purposes x languages x notice
+versions, languages, account countries and regions, read in one pass). The subject_ref texts are tested,
+and their accounts looked up, once per distinct text -- a file names each subject about ten times, and
+testing 36 characters costs more than all the other checks of a line. Then one pass trims every line's
+cells and joins them with what they refer to.
 
 Hashes in SQL, in one sorted pass. Each hash covers the previous one, so a chain is sequential; the events
 of every subject are ordered once (effective time, file order breaking ties) and the hashes chained by a
-running window aggregate, `consent_chain_hash(head, prefix, suffix) OVER (PARTITION BY subject ORDER BY
-moment, line ROWS UNBOUNDED PRECEDING)` (migration 0006): PostgreSQL advances a running aggregate one row
-at a time, so each row costs one step, sha256(prefix || previous hash || suffix), the first row's previous
-hash being the chain's head. The same pass (window functions over the same order need no new sort) gives
-each event its seq, its previous hash, whether it is its subject's new head and whether it is the latest of
+running window aggregate, `pg_temp.consent_import_chain(head, prefix, suffix) OVER (PARTITION BY subject
+ORDER BY moment, line ROWS UNBOUNDED PRECEDING)` (_CHAIN_FUNCTIONS, created in the import's transaction):
+PostgreSQL advances a running aggregate one row at a time, so each row costs one step, sha256(prefix ||
+previous hash || suffix), the first row's previous hash being the chain's head; the aggregate's state
+carries the previous hash beside the new one. The same pass (window functions over the same order need no
+new sort) gives each event its seq, whether it is its subject's new head and whether it is the latest of
 its subject and purpose; the ids are drawn from the events' sequence in that order, so that the ledger's
-state rule (latest by effective time, then id) picks the event the pass marked. The events are kept in a
-temporary table from which the insert, the states, the heads and the audit counts read; nothing comes
-back with RETURNING. The text hashed is exactly `ConsentEvent.canonical`, cut at "prev_hash": the keys in
-sorted order, strings escaped by PostgreSQL's `to_json` (which escapes as Python's
+state rule (latest by effective time, then id) picks the event the pass marked. The events are
+materialised once in the statement that writes them, the ledger rows, the states and the heads (_WRITE);
+nothing comes back with RETURNING but the count of states. The text hashed is exactly
+`ConsentEvent.canonical`, cut at "prev_hash": the keys in sorted order; the strings that many events share
+(actor, instruction, purpose, language, notice, policy label) serialised once by the same `json.dumps`
+call, the jurisdiction escaped by PostgreSQL's `to_json` (which escapes as Python's
 `json.dumps(ensure_ascii=False)` does: quote, backslash, the short escapes and other control characters
 as lower-case \\u00XX), times as `to_char(... 'YYYY-MM-DD"T"HH24:MI:SS.US') || '+00:00'` in UTC (Python's
-isoformat with microseconds), and uuids in their canonical lower-case form. The tests recompute every
-imported hash with `compute_hash`; a change to the canonical form must change both. Streaming the rows
-through Python to hash them was the alternative; it costs more per row than the whole SQL step (measured
-in docs/consent-import.md), and the insert, not the hashing, dominates either way.
+isoformat with microseconds), uuids in their canonical lower-case form, and the UTF-8 bytes of the text
+hashed. The tests recompute every imported hash with `compute_hash`; a change to the canonical form must
+change both. Streaming the rows through Python to hash them was the alternative; it costs more per row
+than the whole SQL step (measured in docs/consent-import.md), and the insert, not the hashing, dominates
+either way. Migration 0006's `consent_chain_hash` was the first form of this aggregate; nothing calls it
+any more.
 
 Lines: line 1 is the header; the n-th record is line n + 1 (the COPY staging table numbers records as
 they arrive). A quoted value spanning lines would shift the count; no valid value of this format has one.
@@ -66,7 +72,7 @@ from .models import GENESIS_HASH, ConsentEvent, ConsentPurpose
 ENGINES = ("auto", "copy", "portable")
 _TEMP_TABLES = (
     "consent_import_staging",
-    "consent_import_lines",
+    "consent_import_values",
     "consent_import_subjects",
     "consent_import_policy",
     "consent_import_rows",
@@ -74,8 +80,15 @@ _TEMP_TABLES = (
     "consent_import_place",
     "consent_import_errors",
     "consent_import_heads",
-    "consent_import_events",
 )
+# The chain aggregate of the import (see _CHAIN_FUNCTIONS): temporary, created in the transaction that uses it.
+_TEMP_FUNCTIONS = (
+    "AGGREGATE pg_temp.consent_import_chain(text, text, text)",
+    "FUNCTION pg_temp.consent_import_link(text, text, text, text)",
+)
+# One-off statements over the whole file: sorts and hash tables of this size keep a million lines in memory
+# instead of spilling runs to disk. A constant, so the server's memory does not grow with the file either.
+WORK_MEM = "256MB"
 COPY_BLOCK = 1 << 20
 
 
@@ -226,12 +239,42 @@ _UUID_TEXT_OK = (
     "(length({t}) = 36 AND translate({t}, '0123456789abcdefABCDEF', '') = '----'"
     " AND substr({t}, 9, 1) = '-' AND substr({t}, 14, 1) = '-' AND substr({t}, 19, 1) = '-' AND substr({t}, 24, 1) = '-')"
 )
+# The trimmed cells of a line. Nine replace() calls (the shape of a moment: every digit written as 9) cost
+# less than one translate(), which looks every character up in its list.
+_SHAPE = "replace(" * 9 + "moment_text" + "".join(f", '{digit}', '9')" for digit in "012345678")
+_CELLS = f"""
+SELECT line,
+    {_trim("subject_ref")} AS subject_text,
+    {_trim("purpose")} AS purpose_code,
+    {_trim("action")} AS action,
+    {_trim("effective_at")} AS moment_text,
+    coalesce(nullif({_trim("language")}, ''), %(default_language)s) AS language,
+    {_trim("jurisdiction")} AS jurisdiction_text,
+    {_trim("notice_version")} AS notice_version
+FROM consent_import_staging
+"""  # noqa: S608 -- composed of this module's constants, never of input
+
+# One pass over the staging table for the values that are settled once each before _ROWS reads every line:
+# the distinct subject texts (with their number of lines) and the distinct shapes of the moments, as two
+# grouping sets of one hashed aggregate. The staging table is read twice (here and by _ROWS) instead of
+# being copied, trimmed, into a table of lines that three statements then read.
+_VALUES = f"""
+CREATE TEMP TABLE consent_import_values ON COMMIT DROP AS
+SELECT subject_text, moment_shape, count(*) AS lines, grouping(moment_shape) = 1 AS is_subject
+FROM (
+    SELECT subject_text, {_SHAPE} AS moment_shape
+    FROM (SELECT {_trim("subject_ref")} AS subject_text, {_trim("effective_at")} AS moment_text FROM consent_import_staging) c
+    OFFSET 0
+) t
+GROUP BY GROUPING SETS ((subject_text), (moment_shape))
+"""  # noqa: S608 -- composed of this module's constants, never of input
+
 _SUBJECTS = f"""
 CREATE TEMP TABLE consent_import_subjects ON COMMIT DROP AS
-SELECT d.subject_text, d.subject_ref, u.id AS account_id, u.country, u.region
+SELECT d.subject_text, d.subject_ref, d.lines, u.id AS account_id, u.country, u.region
 FROM (
-    SELECT subject_text, CASE WHEN {_UUID_TEXT_OK.format(t="subject_text")} THEN subject_text::uuid END AS subject_ref
-    FROM (SELECT DISTINCT subject_text FROM consent_import_lines) t OFFSET 0
+    SELECT subject_text, lines, CASE WHEN {_UUID_TEXT_OK.format(t="subject_text")} THEN subject_text::uuid END AS subject_ref
+    FROM consent_import_values WHERE is_subject OFFSET 0
 ) d
 LEFT JOIN accounts_user u ON u.subject_ref = d.subject_ref
 """  # noqa: S608 -- composed of this module's constants, never of input
@@ -241,7 +284,7 @@ LEFT JOIN accounts_user u ON u.subject_ref = d.subject_ref
 # position, which the pattern fixes, and checked against the calendar -- never a cast that could fail. Each level is a subquery
 # with OFFSET 0 so that PostgreSQL computes a row's texts and tests once, instead of inlining the
 # expression at every place that uses it.
-_ROWS = """
+_ROWS = f"""
 CREATE TEMP TABLE consent_import_rows ON COMMIT DROP AS
 SELECT q.line, q.subject_text, s.subject_ref, q.purpose_code, q.action, q.moment_text, q.moment_ok, q.moment,
     q.language, q.jurisdiction_text, q.notice_version,
@@ -249,7 +292,7 @@ SELECT q.line, q.subject_text, s.subject_ref, q.purpose_code, q.action, q.moment
     cp.id AS purpose_id, cp.is_necessary, cp.is_active,
     s.country, s.region,
     j.code IS NOT NULL AS jurisdiction_known,
-    pol.policy_id, coalesce(pol.label, '') AS policy_label
+    pol.policy_id, coalesce(pol.label, '') AS policy_label, coalesce(pol.label_json, '""') AS policy_label_json
 FROM (
     SELECT p.*, CASE WHEN moment_ok THEN moment_text::timestamptz END AS moment
     FROM (
@@ -270,9 +313,9 @@ FROM (
             SELECT m.*, greatest(strpos(tail, '+'), strpos(tail, '-')) AS sign_at
             FROM (
                 SELECT t.line, t.subject_text, t.purpose_code, t.action, t.moment_text, t.language, t.jurisdiction_text,
-                    t.notice_version, t.moment_shape = ANY(%(moment_shapes)s) AS moment_shape,
+                    t.notice_version, {_SHAPE} = ANY(%(moment_shapes)s) AS moment_shape,
                     CASE WHEN length(moment_text) > 16 THEN substr(moment_text, 17) ELSE '' END AS tail
-                FROM consent_import_lines t
+                FROM ({_CELLS} OFFSET 0) t
             ) m OFFSET 0
         ) o OFFSET 0
     ) p OFFSET 0
@@ -281,33 +324,14 @@ JOIN consent_import_subjects s ON s.subject_text = q.subject_text
 LEFT JOIN consents_consentpurpose cp ON cp.code = q.purpose_code
 LEFT JOIN inventory_jurisdiction j ON j.code = q.jurisdiction_text
 LEFT JOIN consent_import_policy pol ON q.moment >= pol.lo AND (pol.hi IS NULL OR q.moment < pol.hi)
-"""
+"""  # noqa: S608 -- composed of this module's constants, never of input
 
 # Clean lines pass one cheap test; only the others get their messages, one per bad cell.
 # The grammar of a moment (bulk.MOMENT_PATTERN) asks for digits at some places and fixed characters at
 # the others, so a text matches it exactly when its shape -- every digit written as 9 -- does. A file
 # has a handful of shapes: each is tested once in Python with the very pattern the portable path uses,
 # where a regular expression on every line would cost more than the rest of the check.
-_MOMENT_SHAPES = "SELECT DISTINCT moment_shape FROM consent_import_lines"
-
-# The trimmed cells and the shape of each moment, once: the shapes are checked before _ROWS can use them.
-# Nine replace() calls cost less than one translate(), which looks every character up in its list.
-_SHAPE = "replace(" * 9 + "moment_text" + "".join(f", '{digit}', '9')" for digit in "012345678")
-_LINES = f"""
-CREATE TEMP TABLE consent_import_lines ON COMMIT DROP AS
-SELECT t.*, {_SHAPE} AS moment_shape
-FROM (
-    SELECT line,
-        {_trim("subject_ref")} AS subject_text,
-        {_trim("purpose")} AS purpose_code,
-        {_trim("action")} AS action,
-        {_trim("effective_at")} AS moment_text,
-        coalesce(nullif({_trim("language")}, ''), %(default_language)s) AS language,
-        {_trim("jurisdiction")} AS jurisdiction_text,
-        {_trim("notice_version")} AS notice_version
-    FROM consent_import_staging OFFSET 0
-) t
-"""  # noqa: S608 -- composed of this module's constants, never of input
+_MOMENT_SHAPES = "SELECT moment_shape FROM consent_import_values WHERE NOT is_subject"
 
 _ERRORS = """
 CREATE TEMP TABLE consent_import_errors ON COMMIT DROP AS
@@ -353,57 +377,76 @@ WHERE e.message IS NOT NULL
 """
 
 # The canonical text of ConsentEvent.canonical, keys in sorted order, cut at the previous hash: the chain
-# aggregate (migration 0006) hashes prefix || previous hash || suffix.
+# aggregate (_CHAIN_FUNCTIONS) hashes prefix || previous hash || suffix. Whatever is the same for many lines
+# is serialised once, in Python, by the json.dumps call the ledger uses: the texts of the import, and per
+# (purpose, language, notice version) the notice's part and the purpose's, passed as two arrays indexed
+# by the notice key `nk` (a key of a few bytes is all the sorted rows carry; the texts would double their
+# width, and the sort's), and the policy label (consent_import_policy.label_json). Per line only the
+# action, the moment, the jurisdiction, the receipt id, the seq and the subject remain.
 _CANONICAL_PREFIX = """
-'{"action":"' || e.action
-|| '","actor_label":' || %(actor_label_json)s
-|| ',"effective_at":"' || to_char(e.moment AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') || '+00:00'
-|| '","gpc":false,"instruction":' || %(instruction_json)s
-|| ',"ip_hash":"","jurisdiction":' || to_json(e.jurisdiction)::text
-|| ',"language":' || to_json(e.language)::text
-|| ',"method":"import","notice_sha256":"' || e.notice_sha256
-|| '","notice_version":' || to_json(e.notice_version)::text
-|| ',"policy_label":' || to_json(e.policy_label)::text
-|| ',"prev_hash":"'
+'{"action":"' || e.action || %(after_action)s
+|| to_char(e.moment AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') || %(after_moment)s
+|| to_json(e.jurisdiction)::text || (%(canon_mid)s::text[])[e.nk] || e.policy_label_json || ',"prev_hash":"'
 """
 _CANONICAL_SUFFIX = """
-'","purpose":' || to_json(e.purpose_code)::text
-|| ',"receipt_id":"' || e.receipt_id::text
-|| '","recorded_at":"' || %(recorded_text)s
-|| '","seq":' || e.seq::text
-|| ',"subject_ref":"' || e.subject_ref::text
-|| '","ua_hash":"","visitor_id":null}'
+(%(canon_purpose)s::text[])[e.nk] || e.receipt_id::text || %(after_receipt)s || e.seq::text
+|| ',"subject_ref":"' || e.subject_ref::text || '","ua_hash":"","visitor_id":null}'
 """
 
-_EVENT_COLUMNS = (
-    "subject_ref, line, chain_id, seq, purpose_id, purpose_code, action, moment, language, jurisdiction, "
-    "notice_id, notice_version, notice_sha256, policy_id, policy_label, receipt_id"
+# The running hash of a chain as an aggregate: used as a window aggregate ordered along the chain, it gives
+# for each event `previous hash || hash`, where hash = sha256(prefix || previous hash || suffix) and the
+# previous hash is that of the row before (its state's last 64 characters) or the chain's head for the
+# first row. PostgreSQL advances a running aggregate one row at a time, so each row costs one step, and the
+# state carrying the previous hash spares a lag() window over the million hashes. Temporary (pg_temp),
+# created in the transaction that uses it, so no migration and nothing left behind on a rollback.
+# textsend() hands over the text's bytes as they are when the server and the client speak UTF-8 (the
+# bytes Python hashes), a third cheaper than convert_to(); with any other encoding, convert_to.
+_CHAIN_FUNCTIONS = (
+    """
+CREATE FUNCTION pg_temp.consent_import_link(link text, head text, prefix text, suffix text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    previous text := coalesce(right(link, 64), head);
+BEGIN
+    RETURN previous || encode(sha256({bytes}), 'hex');
+END
+$$
+""",
+    "CREATE AGGREGATE pg_temp.consent_import_chain(text, text, text) (SFUNC = pg_temp.consent_import_link, STYPE = text)",
 )
 
-# Every new event with everything it is written with. PostgreSQL sorts the lines once; each level keeps the
-# order of the one below, and the latest-per-purpose level re-sorts only within each subject (an
-# incremental sort of about ten rows, and back). Per event: its place in its subject's chain (rank by effective
-# time, file order breaking ties), its hash chained by the running aggregate, the previous hash, whether it
-# is the subject's new head, and whether it is the subject's latest for its purpose (the state rule; the
-# ids follow (moment, line) within a subject, so that is also the latest by (effective_at, id)). The ids
-# are drawn in the final (subject_ref, seq) order -- volatile functions run after the sort.
-_EVENTS = f"""
-CREATE TEMP TABLE consent_import_events ON COMMIT DROP AS
-SELECT nextval(%(id_sequence)s::regclass) AS id, x.*
-FROM (
-    SELECT {_EVENT_COLUMNS}, hash, prev_hash, is_head,
-        row_number() OVER (PARTITION BY subject_ref, purpose_id ORDER BY moment DESC, line DESC) = 1 AS is_latest
+_EVENT_COLUMNS = (
+    "subject_ref, line, chain_id, seq, is_head, nk, purpose_id, action, moment, jurisdiction, policy_id, "
+    "policy_label_json, receipt_id"
+)
+
+# Every new event with everything it is written with, and every write, in one statement. PostgreSQL sorts
+# the lines once; each level keeps the order of the one below, and the latest-per-purpose level re-sorts
+# only within each subject (an incremental sort of about ten rows, and back). Per event: its place in its
+# subject's chain (rank by effective time, file order breaking ties), whether that is the chain's new head
+# (the chain's length plus its lines), its hash and the previous one from the running aggregate, and
+# whether it is the subject's latest for its purpose (the state rule; the ids follow (moment, line) within a
+# subject, so that is also the latest by (effective_at, id)). The ids are drawn in the final (subject_ref,
+# seq) order -- volatile functions run after the sort. The events are materialised once (`ev`, a
+# tuplestore: no temporary table to write, analyse and read back four times) and read by the three writes:
+# the ledger rows, the states (latest event by effective time, never an older one over a newer: the WHERE
+# of ON CONFLICT) and the chain heads. Writes in WITH run to completion whether or not anything reads them;
+# the deferred foreign keys of the states on the events are checked at commit, when both are there.
+_WRITE = f"""
+WITH ev AS MATERIALIZED (
+    SELECT nextval(%(id_sequence)s::regclass) AS id, x.*
     FROM (
-        SELECT {_EVENT_COLUMNS}, hash, coalesce(lag(hash) OVER w, head_hash) AS prev_hash, lead(line) OVER w IS NULL AS is_head
+        SELECT {_EVENT_COLUMNS}, substr(link, 1, 64) AS prev_hash, substr(link, 65) AS hash,
+            row_number() OVER (PARTITION BY subject_ref, purpose_id ORDER BY moment DESC, line DESC) = 1 AS is_latest
         FROM (
-            SELECT {_EVENT_COLUMNS}, head_hash,
-                consent_chain_hash(head_hash, {_CANONICAL_PREFIX}, {_CANONICAL_SUFFIX}) OVER w AS hash
+            SELECT {_EVENT_COLUMNS},
+                pg_temp.consent_import_chain(head_hash, {_CANONICAL_PREFIX}, {_CANONICAL_SUFFIX}) OVER w AS link
             FROM (
                 SELECT r.subject_ref, r.line, h.id AS chain_id, h.length + row_number() OVER w AS seq,
+                    row_number() OVER w = h.lines AS is_head,
                     coalesce(nullif(h.head_hash, ''), %(genesis)s)::text AS head_hash,
-                    r.purpose_id, r.purpose_code, r.action, r.moment, r.language,
-                    coalesce(nullif(r.jurisdiction_text, ''), pl.code) AS jurisdiction,
-                    n.notice_id, n.notice_version, n.notice_sha256, r.policy_id, r.policy_label,
+                    n.nk, r.purpose_id, r.action, r.moment, coalesce(nullif(r.jurisdiction_text, ''), pl.code) AS jurisdiction,
+                    r.policy_id, r.policy_label_json,
                     gen_random_uuid() AS receipt_id
                 FROM consent_import_rows r
                 JOIN consent_import_heads h ON h.subject_ref = r.subject_ref
@@ -414,52 +457,47 @@ FROM (
             ) e
             WINDOW w AS (PARTITION BY e.subject_ref ORDER BY e.moment, e.line ROWS UNBOUNDED PRECEDING)
         ) c
-        WINDOW w AS (PARTITION BY c.subject_ref ORDER BY c.moment, c.line)
-    ) l
-) x
-ORDER BY x.subject_ref, x.seq
-"""  # noqa: S608 -- composed of this module's constants, never of input
-
-_INSERT = """
-INSERT INTO consents_consentevent (
-    id, chain_id, seq, subject_ref, visitor_id, purpose_id, action, method, notice_id, notice_version, notice_sha256,
-    policy_version_id, policy_label, jurisdiction, language, ip_hash, ua_hash, gpc, effective_at, recorded_at,
-    receipt_id, actor_label, instruction, prev_hash, hash)
-SELECT e.id, e.chain_id, e.seq, e.subject_ref, NULL, e.purpose_id, e.action, %(method)s, e.notice_id, e.notice_version,
-    e.notice_sha256, e.policy_id, e.policy_label, e.jurisdiction, e.language, '', '', false, e.moment, %(recorded_at)s,
-    e.receipt_id, %(actor_label)s, %(instruction)s, e.prev_hash, e.hash
-FROM consent_import_events e
-"""
-
-_STATES = """
-WITH written AS (
+    ) x
+    ORDER BY x.subject_ref, x.seq
+), inserted AS (
+    INSERT INTO consents_consentevent (
+        id, chain_id, seq, subject_ref, visitor_id, purpose_id, action, method, notice_id, notice_version, notice_sha256,
+        policy_version_id, policy_label, jurisdiction, language, ip_hash, ua_hash, gpc, effective_at, recorded_at,
+        receipt_id, actor_label, instruction, prev_hash, hash)
+    SELECT ev.id, ev.chain_id, ev.seq, ev.subject_ref, NULL, ev.purpose_id, ev.action, %(method)s, n.notice_id,
+        n.notice_version, n.notice_sha256, ev.policy_id, coalesce(pol.label, ''), ev.jurisdiction, n.language, '', '',
+        false, ev.moment, %(recorded_at)s, ev.receipt_id, %(actor_label)s, %(instruction)s, ev.prev_hash, ev.hash
+    FROM ev
+    JOIN consent_import_notice n ON n.nk = ev.nk
+    LEFT JOIN consent_import_policy pol ON pol.policy_id = ev.policy_id
+), states AS (
     INSERT INTO consents_consentstate (subject_ref, visitor_id, purpose_id, event_id, action, effective_at, updated_at)
-    SELECT subject_ref, NULL, purpose_id, id, action, moment, %(now)s FROM consent_import_events WHERE is_latest
+    SELECT subject_ref, NULL, purpose_id, id, action, moment, %(now)s FROM ev WHERE is_latest
     ON CONFLICT (subject_ref, purpose_id) WHERE subject_ref IS NOT NULL DO UPDATE
         SET event_id = EXCLUDED.event_id, action = EXCLUDED.action, effective_at = EXCLUDED.effective_at,
             updated_at = EXCLUDED.updated_at
         WHERE (EXCLUDED.effective_at, EXCLUDED.event_id) > (consents_consentstate.effective_at, consents_consentstate.event_id)
     RETURNING 1
-) SELECT count(*) FROM written
-"""
-
-_HEADS_UPDATE = """
-UPDATE consents_consentchain c
-SET head_hash = last.hash, length = last.seq, version = c.version + 1, updated_at = %(now)s
-FROM consent_import_events last
-WHERE last.is_head AND c.id = last.chain_id
-"""
+), heads AS (
+    UPDATE consents_consentchain c
+    SET head_hash = ev.hash, length = ev.seq, version = c.version + 1, updated_at = %(now)s
+    FROM ev
+    WHERE ev.is_head AND c.id = ev.chain_id
+)
+SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM states)
+"""  # noqa: S608 -- composed of this module's constants, never of input
 
 
 def _copy_import(path, columns, *, report, actor, max_errors, watch) -> None:
     """The PostgreSQL path; raises ImportInvalid (after rolling back) when any line is bad."""
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT current_setting('TimeZone'), current_setting('jit')")
+        cursor.execute("SELECT current_setting('TimeZone'), current_setting('jit'), current_setting('work_mem')")
         settings_before = cursor.fetchone()
         cursor.execute("SET LOCAL timezone = 'UTC'")
         # Big estimates would make PostgreSQL compile these one-off statements with JIT, which costs more
         # (seconds of LLVM optimisation) than the rows take to process.
         cursor.execute("SET LOCAL jit = off")
+        cursor.execute("SELECT set_config('work_mem', %s, true)", [WORK_MEM])
         cursor.execute(_STAGING)
         report.rows = _copy_in(cursor, path, columns)
         watch.lap("copy", f"loaded {report.rows} lines into the staging table")
@@ -486,7 +524,12 @@ def _copy_import(path, columns, *, report, actor, max_errors, watch) -> None:
         report.result = _copy_write(cursor, actor=actor, source=report.source, now=now, context=context, watch=watch)
         # Inside a caller's transaction this block is a savepoint: leave nothing of ours behind in it.
         cursor.execute(f"DROP TABLE {', '.join(_TEMP_TABLES)}")
-        cursor.execute("SELECT set_config('TimeZone', %s, true), set_config('jit', %s, true)", settings_before)
+        for function in _TEMP_FUNCTIONS:
+            cursor.execute(f"DROP {function}")
+        cursor.execute(
+            "SELECT set_config('TimeZone', %s, true), set_config('jit', %s, true), set_config('work_mem', %s, true)",
+            settings_before,
+        )
     # The deferred foreign-key checks of every new row run here, at commit.
     watch.lap("commit", "committed")
 
@@ -508,8 +551,7 @@ def _copy_in(cursor, path: Path, columns: list[str]) -> int:
         raise ImportInvalid(
             [RowError(int(found.group(1)) if found else 0, "", f"{primary}; the file is read no further")]
         ) from None
-    cursor.execute("SELECT count(*) FROM consent_import_staging")
-    return cursor.fetchone()[0]
+    return cursor.cursor.rowcount  # the records COPY loaded
 
 
 def _lines_check(cursor, *, now) -> dict:
@@ -519,50 +561,75 @@ def _lines_check(cursor, *, now) -> dict:
     validator = bulk.RowValidator(subject_refs=(), purpose_codes=ConsentPurpose.objects.values_list("code", flat=True), now=now)
     # consents.ledger.policy_in_force as ranges: the latest published version in effect at a moment.
     cursor.execute(
-        "CREATE TEMP TABLE consent_import_policy (policy_id bigint, label text, lo timestamptz, hi timestamptz) ON COMMIT DROP"
+        "CREATE TEMP TABLE consent_import_policy (policy_id bigint, label text, label_json text, lo timestamptz, hi timestamptz)"
+        " ON COMMIT DROP"
     )
     ranges, upper = [], None
     for policy in validator.policies:  # newest effective date first
         if upper is None or policy.effective_at < upper:
-            ranges.append((policy.pk, policy.label, policy.effective_at, upper))
+            ranges.append((policy.pk, policy.label, _json(policy.label), policy.effective_at, upper))
             upper = policy.effective_at
     if ranges:
-        cursor.executemany("INSERT INTO consent_import_policy VALUES (%s, %s, %s, %s)", ranges)
-    cursor.execute(_LINES, {"default_language": bulk.DEFAULT_LANGUAGE})
+        cursor.executemany("INSERT INTO consent_import_policy VALUES (%s, %s, %s, %s, %s)", ranges)
+    cursor.execute(_VALUES)
     cursor.execute(_SUBJECTS)
-    cursor.execute("ANALYZE consent_import_lines, consent_import_policy, consent_import_subjects")
+    cursor.execute("ANALYZE consent_import_policy, consent_import_subjects")
     cursor.execute(_MOMENT_SHAPES)
     shapes = [shape for (shape,) in cursor.fetchall() if bulk.moment_shape_ok(shape)]
-    cursor.execute(_ROWS, {"moment_shapes": shapes})
+    cursor.execute(_ROWS, {"moment_shapes": shapes, "default_language": bulk.DEFAULT_LANGUAGE})
     cursor.execute("ANALYZE consent_import_rows")
+
+    # The few distinct values the checks settle in Python, in one pass over the lines.
+    cursor.execute(
+        "SELECT purpose_code, purpose_id IS NOT NULL, language, notice_version, account_known, country, region"
+        " FROM consent_import_rows GROUP BY 1, 2, 3, 4, 5, 6, 7"
+    )
+    notice_keys, languages, place_keys = set(), set(), set()
+    for code, purpose_known, language, version, account_known, country, region in cursor.fetchall():
+        languages.add(language)
+        if purpose_known:
+            notice_keys.add((code, language, version))
+        if account_known:
+            place_keys.add((country, region))
 
     cursor.execute(
         "CREATE TEMP TABLE consent_import_notice (purpose text, language text, version text, found boolean,"
-        " notice_id bigint, notice_version text, notice_sha256 text) ON COMMIT DROP"
+        " notice_id bigint, notice_version text, notice_sha256 text, nk int) ON COMMIT DROP"
     )
-    cursor.execute("SELECT DISTINCT purpose_code, language, notice_version FROM consent_import_rows WHERE purpose_id IS NOT NULL")
-    notices = []
-    for code, language, version in cursor.fetchall():
+    notices, canon_mid, canon_purpose = [], [], []
+    for nk, (code, language, version) in enumerate(sorted(notice_keys), start=1):
         notice = validator.notice_for(validator.purposes[code], version=version, language=language)
         if notice is False:
-            notices.append((code, language, version, False, None, None, None))
-        elif notice is None:
-            notices.append((code, language, version, True, None, "", ""))
-        else:
-            notices.append((code, language, version, True, notice.pk, notice.version, notice.sha256))
+            notices.append((code, language, version, False, None, None, None, nk))
+            canon_mid.append(None)
+            canon_purpose.append(None)
+            continue
+        notice_id, notice_version, notice_sha256 = (
+            (None, "", "") if notice is None else (notice.pk, notice.version, notice.sha256)
+        )
+        # The keys of ConsentEvent.canonical from "language" to "policy_label", and "purpose" to "receipt_id".
+        canon_mid.append(
+            f',"language":{_json(language)},"method":{_json(ConsentEvent.Method.IMPORT.value)},'
+            f'"notice_sha256":{_json(notice_sha256)},"notice_version":{_json(notice_version)},"policy_label":'
+        )
+        canon_purpose.append(f'","purpose":{_json(code)},"receipt_id":"')
+        notices.append((code, language, version, True, notice_id, notice_version, notice_sha256, nk))
     if notices:
-        cursor.executemany("INSERT INTO consent_import_notice VALUES (%s, %s, %s, %s, %s, %s, %s)", notices)
+        cursor.executemany("INSERT INTO consent_import_notice VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", notices)
 
-    cursor.execute("SELECT DISTINCT language FROM consent_import_rows")
-    bad_languages = [language for (language,) in cursor.fetchall() if not bulk.language_ok(language)]
+    bad_languages = [language for language in languages if not bulk.language_ok(language)]
 
     cursor.execute("CREATE TEMP TABLE consent_import_place (country text, region text, code text) ON COMMIT DROP")
-    cursor.execute("SELECT DISTINCT country, region FROM consent_import_rows WHERE account_known")
-    places = [(country, region, bulk.jurisdiction_code_for(country, region)) for country, region in cursor.fetchall()]
+    places = [(country, region, bulk.jurisdiction_code_for(country, region)) for country, region in sorted(place_keys)]
     if places:
         cursor.executemany("INSERT INTO consent_import_place VALUES (%s, %s, %s)", places)
     cursor.execute("ANALYZE consent_import_notice, consent_import_place")
-    return {"purposes": {p.pk: p.code for p in validator.purposes.values()}, "bad_languages": bad_languages}
+    return {
+        "purposes": {p.pk: p.code for p in validator.purposes.values()},
+        "bad_languages": bad_languages,
+        "canon_mid": canon_mid,
+        "canon_purpose": canon_purpose,
+    }
 
 
 def _messages_params(now, context: dict) -> dict:
@@ -587,11 +654,13 @@ def _copy_write(cursor, *, actor, source: ImportSource, now, context: dict, watc
         [GENESIS_HASH, now],
     )
     result.chains_created = cursor.rowcount
-    # Lock every affected chain in ascending subject_ref order (see consents.bulk) and keep its head.
+    # Lock every affected chain in ascending subject_ref order (see consents.bulk) and keep its head, and
+    # how many lines it receives: its last new event (seq = length + lines) becomes its head.
     cursor.execute(
         "CREATE TEMP TABLE consent_import_heads ON COMMIT DROP AS"
-        " SELECT c.id, c.subject_ref, c.length, c.head_hash FROM consents_consentchain c"
-        " WHERE c.subject_ref IN (SELECT subject_ref FROM consent_import_subjects) ORDER BY c.subject_ref FOR UPDATE OF c"
+        " SELECT c.id, c.subject_ref, c.length, c.head_hash, s.lines FROM consents_consentchain c"
+        " JOIN (SELECT subject_ref, sum(lines) AS lines FROM consent_import_subjects GROUP BY subject_ref) s"
+        " ON s.subject_ref = c.subject_ref ORDER BY c.subject_ref FOR UPDATE OF c"
     )
     result.subjects = cursor.rowcount
     # Temporary tables have no statistics until analysed; without them the planner may join every line
@@ -605,41 +674,43 @@ def _copy_write(cursor, *, actor, source: ImportSource, now, context: dict, watc
     # (1.7 s per million).
     cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [ConsentEvent._meta.db_table])
     id_sequence = cursor.fetchone()[0]
+    cursor.execute("SELECT current_setting('server_encoding') = 'UTF8' AND current_setting('client_encoding') = 'UTF8'")
+    as_is = cursor.fetchone()[0]
+    text = "prefix || previous || suffix"
+    for statement in _CHAIN_FUNCTIONS:  # one statement per call: server-side binding refuses several
+        cursor.execute(statement.replace("{bytes}", f"textsend({text})" if as_is else f"convert_to({text}, 'UTF8')"))
     cursor.execute(
-        _EVENTS,
+        _WRITE,
         {
             "id_sequence": id_sequence,
             "genesis": GENESIS_HASH,
-            "actor_label_json": json.dumps(actor_label, ensure_ascii=False),
-            "instruction_json": json.dumps(source.instruction, ensure_ascii=False),
-            "recorded_text": recorded_text,
-        },
-    )
-    cursor.execute("ANALYZE consent_import_events")
-    watch.lap("chain", "ranked and chained the events of each subject by effective time")
-    cursor.execute(
-        _INSERT,
-        {
+            "after_action": f'","actor_label":{_json(actor_label)},"effective_at":"',
+            "after_moment": f'+00:00","gpc":false,"instruction":{_json(source.instruction)},"ip_hash":"","jurisdiction":',
+            "after_receipt": f'","recorded_at":"{recorded_text}","seq":',
+            "canon_mid": context["canon_mid"],
+            "canon_purpose": context["canon_purpose"],
             "recorded_at": now,
             "actor_label": actor_label,
             "instruction": source.instruction,
             "method": ConsentEvent.Method.IMPORT.value,
+            "now": now,
         },
     )
-    result.events = cursor.rowcount
-    watch.lap("insert", f"appended {result.events} events")
+    result.events, result.states_changed = cursor.fetchone()
+    watch.lap(
+        "write",
+        f"chained {result.events} events by effective time, appended them, updated {result.states_changed} consent states"
+        f" and {result.subjects} chain heads",
+    )
 
-    cursor.execute(_STATES, {"now": now})
-    result.states_changed = cursor.fetchone()[0]
-    cursor.execute(_HEADS_UPDATE, {"now": now})
-    watch.lap("state", f"updated {result.states_changed} consent states and {result.subjects} chain heads")
-
-    cursor.execute("SELECT action, count(*) FROM consent_import_events GROUP BY action")
-    result.actions = dict(cursor.fetchall())
-    cursor.execute("SELECT purpose_id, count(*) FROM consent_import_events GROUP BY purpose_id")
-    result.purposes = {context["purposes"][purpose_id]: count for purpose_id, count in cursor.fetchall()}
-    cursor.execute("SELECT min(moment), max(moment) FROM consent_import_events")
-    result.effective_from, result.effective_to = cursor.fetchone()
+    # The counts of the audit entry, from the checked lines (each became one event) in one pass.
+    cursor.execute("SELECT action, purpose_id, count(*), min(moment), max(moment) FROM consent_import_rows GROUP BY 1, 2")
+    for action, purpose_id, count, earliest, latest in cursor.fetchall():
+        result.actions[action] = result.actions.get(action, 0) + count
+        code = context["purposes"][purpose_id]
+        result.purposes[code] = result.purposes.get(code, 0) + count
+        result.effective_from = earliest if result.effective_from is None else min(result.effective_from, earliest)
+        result.effective_to = latest if result.effective_to is None else max(result.effective_to, latest)
     result.rows = result.events
     event = audit_record(
         actor=actor, action=bulk.IMPORT_ACTION, target=(ConsentEvent._meta.label_lower, ""), details=result.details(source)
@@ -647,6 +718,11 @@ def _copy_write(cursor, *, actor, source: ImportSource, now, context: dict, watc
     result.audit_event_id = event.pk
     watch.lap("audit", f"audit event #{event.pk}")
     return result
+
+
+def _json(value: str) -> str:
+    """A string as ConsentEvent.canonical writes it."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def errors_text(report: ImportReport) -> str:

@@ -344,3 +344,29 @@ def test_copy_path_hashes_escape_text_exactly_as_the_ledger(tmp_path, purposes, 
     assert events[0].notice_version == 'v"2\\ß' and events[0].policy_label == '2020 "Ü" \\ edition'
     assert {e.jurisdiction for e in events} == {"EU"}
     assert {e.actor_label for e in events} == {actor.get_username()}
+
+
+@pytest.mark.postgres
+def test_copy_path_hashes_the_utf8_bytes_whatever_the_client_encoding(tmp_path, purposes):
+    """The chain aggregate hands the canonical text's bytes to sha256 as they are only when the server and
+    the client both speak UTF-8; with another client encoding it converts them to UTF-8 first, and the
+    hashes are still the ledger's own (ConsentEvent.compute_hash hashes UTF-8)."""
+    m = purposes["marketing"]
+    ConsentNoticeFactory(purpose=m, version="v2-ß", language="de")
+    JurisdictionFactory(code="DEFAULT")
+    actor = staff_in_role("DPO", email="jürgen@privacyops.test")
+    subjects = [UserFactory(), UserFactory()]
+    lines = [f"{s.subject_ref},{m.code},given,2021-06-01T12:00:00Z,de,,v2-ß" for s in subjects]
+    lines.append(f"{subjects[0].subject_ref},{m.code},withdrawn,2022-01-01,,,")
+    with connection.cursor() as cursor:
+        cursor.execute("SET client_encoding = 'LATIN1'")
+    try:
+        report = consent_file_import(path=write(tmp_path, lines), actor=actor, engine="copy")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET client_encoding")
+    assert report.ok, report.errors
+    assert report.result.events == 3
+    assert all_chain_problems() == []
+    assert states_match_ledger([s.subject_ref for s in subjects])
+    assert set(ConsentEvent.objects.values_list("notice_version", flat=True)) == {"v2-ß", "1"}
