@@ -6,7 +6,7 @@ so only the heartbeat keeps a build owned:
 - two workers, one export: the second worker is given the same job while the first builds and backs off;
   exactly one package is made, and the package the first worker started is the one that ends ready (no
   deletion under a running build);
-- a worker SIGKILLed mid-export, and one SIGKILLed mid-erasure: a new worker, sent `resume_stalled_jobs`
+- a worker SIGKILLed mid-export, and one SIGKILLed mid-erasure: a new worker, sent `stalled_jobs_resume`
   every second as beat would send it, finishes the job; the result equals an uninterrupted run of the
   same job on a copy of the database taken before any worker started (CREATE DATABASE ... TEMPLATE).
 
@@ -41,7 +41,7 @@ from bench.export import FILL
 from privacyops.models import AuditEvent
 from requests import crypto
 from requests.models import ExportPackage, JobStatus, Right, RightsRequest, Status
-from requests.tasks import erasure_run, export_package_build, resume_stalled_jobs
+from requests.tasks import erasure_run, export_package_build, stalled_jobs_resume
 from tests.factories.accounts import UserFactory
 from tests.factories.requests import RightsRequestFactory
 from tests.integration.processes import (
@@ -150,7 +150,7 @@ def _finish_by_resuming(pk: int, queue: str, worker: CeleryWorker, deadline: flo
     """What beat does every two minutes, every second: queue again the jobs nobody works on."""
     while _row(pk).job_status == JobStatus.RUNNING:
         assert time.monotonic() < deadline, f"the job did not finish within {TIMEOUT}s:\n{worker.output()}"
-        _send(resume_stalled_jobs, queue=queue)
+        _send(stalled_jobs_resume, queue=queue)
         time.sleep(1)
     return _row(pk)
 
@@ -202,7 +202,7 @@ def test_pm_ix_1_two_workers_one_export_one_package_and_the_second_backs_off(tra
     # give it; the first worker is busy, so the second takes these. And what beat sends meanwhile.
     for _ in range(3):
         _send(export_package_build, rights_request.pk, queue=queue)
-        _send(resume_stalled_jobs, queue=queue)
+        _send(stalled_jobs_resume, queue=queue)
     _wait(lambda: second.output().count("not claimable") >= 3, "second worker backing off three times", second, deadline)
     assert _row(rights_request.pk).job_lease_owner == owner  # still the first claim's
 
