@@ -12,9 +12,9 @@ Every contender runs on its own copy of that database (CREATE DATABASE ... TEMPL
     reading the file into a dataset -- of `--admin-rows` rows, both writing through the ledger's rules:
     `DefaultConsentEventResource` (django-import-export's defaults, each row through
     `consents.ledger.consent_record`) and `ConsentEventResource` (the admin's tuned resource, bulk through
-    `consents.bulk`). tuned_vs_default = default time / tuned time (higher is better; target >= 4).
+    `consents.imports.bulk`). tuned_vs_default = default time / tuned time (higher is better; target >= 4).
 (b) `--rows` rows: a raw `COPY FROM` of the file into a bare table with the same columns (typed as the data
-    is: uuid, text, timestamptz), against the whole import of `consents.importing.consent_file_import` --
+    is: uuid, text, timestamptz), against the whole import of `consents.imports.file_import.consent_file_import` --
     checksum, staging COPY, every check, chains and hashes, events, states, heads, audit, commit.
     copy_path_vs_raw_copy = raw time / our time (1.0 = as fast as loading the file; target >= 0.3).
     Then the floor: the events the import wrote, copied into an empty twin of the ledger table (same
@@ -144,7 +144,7 @@ def _admin_run(resource_class, path: Path, *, actor_email: str) -> dict:
     import tablib
 
     from accounts.models import User
-    from consents.bulk import ImportSource
+    from consents.imports.bulk import ImportSource
 
     actor = User.objects.get(email=actor_email)
     source = ImportSource.for_path(path, channel="admin")
@@ -253,7 +253,7 @@ def main(argv=None) -> int:
     from django.db import connection
     from django.utils import timezone
 
-    from consents.importing import consent_file_import
+    from consents.imports.file_import import consent_file_import
     from consents.imports.resources import ConsentEventResource, DefaultConsentEventResource
 
     if connection.vendor != "postgresql":

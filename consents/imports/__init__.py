@@ -1,5 +1,6 @@
-"""Bulk import of historical consents into the ledger: the workbench's import screen (`admin`) and the
-django-import-export resource behind it (`resources`). The engine they share, `consents.bulk` (parsing,
-checking, the ledger writes) and `consents.importing` (the command's COPY path), stays beside the ledger
-for now: it is being tuned for the benchmarks, and moves here once that work has landed.
+"""Bulk import of historical consents into the ledger.
+
+`bulk` holds the rules (parsing, checking) and the writer the workbench uses; `file_import` the command's
+two paths (COPY on PostgreSQL, portable elsewhere) under the same rules; `resources` the
+django-import-export resource and `admin` the workbench's import screen built on them.
 """

@@ -23,8 +23,7 @@ from django.template.response import TemplateResponse
 from import_export.admin import ImportMixin
 from import_export.formats.base_formats import CSV, XLSX
 
-from consents import bulk
-
+from . import bulk
 from .resources import PREVIEW_ROWS, ConsentEventResource
 
 

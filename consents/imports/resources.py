@@ -4,13 +4,13 @@ library-defaults baseline the benchmark compares it with.
 `ConsentEventResource` (the admin's) keeps the library's preview and its per-row error report, and
 replaces everything behind them:
 - Bulk mode, one pass, no per-row queries: `before_import` reads every account, purpose, notice and policy
-  version the file names in a few bulk queries (`consents.bulk.RowValidator`); each row is then checked in
-  memory, with exactly the rules and messages of `consents.bulk`, and a bad cell becomes a validation error
+  version the file names in a few bulk queries (`consents.imports.bulk.RowValidator`); each row is then checked in
+  memory, with exactly the rules and messages of `consents.imports.bulk`, and a bad cell becomes a validation error
   on its column (the library then shows the row with its line). No instance loader (imports only create),
   no diff (`skip_diff`), no model instance per row, no savepoint per row (`use_bulk`).
 - The library's `bulk_create` hook never writes: it hands each batch of checked rows to a list. When the
   whole file is valid and it is not the preview, `after_import` appends them all in one call to
-  `consents.bulk.consent_events_append_prepared` -- chains, hashes, states, chain versions and the one audit
+  `consents.imports.bulk.consent_events_append_prepared` -- chains, hashes, states, chain versions and the one audit
   event, under the ledger's rules -- inside the library's transaction (IMPORT_EXPORT_USE_TRANSACTIONS), so
   a failure there rolls everything back. `batch_size` is the size of its INSERTs.
 - The preview shows the first PREVIEW_ROWS rows and the totals; rendering a diff of 20 000 rows would cost
@@ -26,9 +26,10 @@ from __future__ import annotations
 from import_export import fields, resources, widgets
 
 from accounts.models import User
-from consents import bulk
 from consents.ledger import consent_record, notice_current
 from consents.models import ConsentEvent, ConsentNotice, ConsentPurpose
+
+from . import bulk
 
 PREVIEW_ROWS = 100
 
@@ -134,7 +135,7 @@ class ConsentEventResource(resources.ModelResource):
 
 
 class MomentWidget(widgets.Widget):
-    """An effective time in the import grammar (consents.bulk.parse_moment); the library's DateTimeWidget
+    """An effective time in the import grammar (consents.imports.bulk.parse_moment); the library's DateTimeWidget
     reads only the server's DATETIME_INPUT_FORMATS, which have no UTC offset."""
 
     def clean(self, value, row=None, **kwargs):

@@ -1,4 +1,4 @@
-"""consents.bulk: historical events appended under the ledger's rules (issue 4 §7).
+"""consents.imports.bulk: historical events appended under the ledger's rules (issue 4 §7).
 
 The chain check here recomputes every hash with `ConsentEvent.compute_hash` and walks seq/prev_hash from
 the genesis hash, as the ledger defines a chain, and runs the project's own `consents.proof.chains_verify`
@@ -15,7 +15,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from consents import bulk
+from consents.imports import bulk
 from consents.ledger import consent_record, state_from_ledger, state_of, visitor_link
 from consents.models import GENESIS_HASH, ConsentChain, ConsentEvent, ConsentState
 from consents.proof import chains_verify

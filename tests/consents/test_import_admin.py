@@ -16,7 +16,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import path, reverse
 
-from consents import bulk
+from consents.imports import bulk
 from consents.imports.admin import ConsentImportMixin
 from consents.imports.resources import ConsentEventResource, DefaultConsentEventResource
 from consents.models import ConsentEvent, ConsentState

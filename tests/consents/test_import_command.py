@@ -14,8 +14,8 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
-from consents import bulk
-from consents.importing import consent_file_import
+from consents.imports import bulk
+from consents.imports.file_import import consent_file_import
 from consents.ledger import consent_record
 from consents.models import ConsentChain, ConsentEvent, ConsentState
 from privacyops.models import AuditEvent

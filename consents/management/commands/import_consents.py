@@ -1,13 +1,13 @@
 """manage.py import_consents FILE.csv: historical consents into the ledger, all lines or none.
 
-See consents/importing.py for the two paths (COPY on PostgreSQL, portable elsewhere) and docs/consent-import.md
+See consents/imports/file_import.py for the two paths (COPY on PostgreSQL, portable elsewhere) and docs/consent-import.md
 for the file format.
 """
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from consents.importing import ENGINES, consent_file_import, errors_text
+from consents.imports.file_import import ENGINES, consent_file_import, errors_text
 
 
 class Command(BaseCommand):

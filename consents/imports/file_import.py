@@ -1,6 +1,6 @@
 """Large historical consent files: `manage.py import_consents FILE.csv` (issue 4 §7).
 
-Two paths, one set of rules (those of `consents.bulk`, whose module docstring says what they keep):
+Two paths, one set of rules (those of `consents.imports.bulk`, whose module docstring says what they keep):
 
 - PostgreSQL ("copy"): the file is streamed with COPY into a temporary staging table, every row is checked
   in SQL against the accounts, purposes, notices, jurisdictions and the date grammar (`bulk.MOMENT_PATTERN`,
@@ -8,7 +8,7 @@ Two paths, one set of rules (those of `consents.bulk`, whose module docstring sa
   there is none are the chains locked and the events, chains, states and the audit event written -- all
   in the one transaction that loaded the staging table, so one bad line imports nothing and a failure
   half-way leaves nothing behind. Memory stays flat whatever the file size: the rows never come to Python.
-- Anywhere else ("portable", SQLite): the csv module reads the file and `consents.bulk` checks and
+- Anywhere else ("portable", SQLite): the csv module reads the file and `consents.imports.bulk` checks and
   writes it; the rows are held in memory, so this is for the small installations SQLite serves.
 
 Checks in SQL, each value once. One pass over the staging table collects the distinct subject texts and
@@ -63,11 +63,11 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from consents.models import GENESIS_HASH, ConsentEvent, ConsentPurpose
 from privacyops.audit import audit_record
 
 from . import bulk
 from .bulk import COLUMNS, MESSAGES, REQUIRED_COLUMNS, ImportInvalid, ImportResult, ImportSource, RowError
-from .models import GENESIS_HASH, ConsentEvent, ConsentPurpose
 
 ENGINES = ("auto", "copy", "portable")
 _TEMP_TABLES = (
@@ -555,7 +555,7 @@ def _copy_in(cursor, path: Path, columns: list[str]) -> int:
 
 
 def _lines_check(cursor, *, now) -> dict:
-    """Build the table of parsed, joined lines; then resolve in Python, with `consents.bulk`'s own rules,
+    """Build the table of parsed, joined lines; then resolve in Python, with `consents.imports.bulk`'s own rules,
     the few distinct (purpose, language, notice version), language and (country, region) values, and hand
     them back to SQL as small temporary tables. Returns what the checks and the writes need."""
     validator = bulk.RowValidator(subject_refs=(), purpose_codes=ConsentPurpose.objects.values_list("code", flat=True), now=now)
@@ -654,7 +654,7 @@ def _copy_write(cursor, *, actor, source: ImportSource, now, context: dict, watc
         [GENESIS_HASH, now],
     )
     result.chains_created = cursor.rowcount
-    # Lock every affected chain in ascending subject_ref order (see consents.bulk) and keep its head, and
+    # Lock every affected chain in ascending subject_ref order (see consents.imports.bulk) and keep its head, and
     # how many lines it receives: its last new event (seq = length + lines) becomes its head.
     cursor.execute(
         "CREATE TEMP TABLE consent_import_heads ON COMMIT DROP AS"

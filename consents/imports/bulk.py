@@ -34,7 +34,7 @@ English), or else the purpose's current notice (`consents.ledger.notice_current`
 one in force at the effective time; the jurisdiction is the row's or the account's, as for
 `consent_record`. The method is always `import`.
 
-`consents.importing` applies the same rules in SQL for large files on PostgreSQL; its messages and
+`consents.imports.file_import` applies the same rules in SQL for large files on PostgreSQL; its messages and
 `MESSAGES` here are the same text, so both paths report a bad line in the same words.
 """
 
@@ -53,10 +53,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from consents.models import GENESIS_HASH, ConsentChain, ConsentEvent, ConsentNotice, ConsentPurpose, ConsentState
 from policies.models import PolicyVersion
 from privacyops.audit import audit_record
-
-from .models import GENESIS_HASH, ConsentChain, ConsentEvent, ConsentNotice, ConsentPurpose, ConsentState
 
 Action = ConsentEvent.Action
 
@@ -218,7 +217,7 @@ def parse_moment(value) -> datetime.datetime:
     """An effective time from a cell; raises ValueError with a key of MESSAGES.
 
     A spreadsheet's date cell arrives as a naive datetime (or a date) and means UTC, like a text without
-    an offset; the SQL path (`consents.importing`) applies the same grammar and ranges."""
+    an offset; the SQL path (`consents.imports.file_import`) applies the same grammar and ranges."""
     if isinstance(value, datetime.datetime):
         moment = value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
     elif isinstance(value, datetime.date):
