@@ -55,7 +55,3 @@ def stalled_jobs_resume() -> int:
     """Queue again the fulfilment jobs whose worker stopped or that no worker took."""
     return jobs_resume_stalled()
 
-
-# The old task object name, for tests/integration/test_job_leases.py until it imports the new one; the
-# registered task name is the new one either way.
-resume_stalled_jobs = stalled_jobs_resume
