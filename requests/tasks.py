@@ -54,4 +54,3 @@ def unverified_requests_close() -> int:
 def stalled_jobs_resume() -> int:
     """Queue again the fulfilment jobs whose worker stopped or that no worker took."""
     return jobs_resume_stalled()
-
