@@ -88,3 +88,34 @@ def test_a_rectification_decision_naming_a_malformed_item_is_a_404(client):
     url = reverse("admin:requests_rightsrequest_rectification", args=(rights_request.pk,))
     for item in ("abc", "1\x00", "9" * 10_000):
         assert client.post(url, {"decision": "apply", "item": item}).status_code == 404
+
+
+def _forms_of(*modules):
+    from django import forms
+
+    for module in modules:
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, forms.BaseForm) and value.__module__ == module.__name__:
+                yield value
+
+
+def test_every_one_line_text_field_of_the_rights_forms_has_a_length_and_addresses_fit_their_column():
+    """A text field without a length reaches a bounded column unbounded (issue 16): each one-line field
+    declares one, and no address may be longer than the e-mail columns. Multi-line fields go to text
+    columns, which have no length."""
+    from django import forms
+
+    import accounts.forms
+    import requests.admin
+    import requests.forms
+
+    def unbounded(field) -> bool:
+        if isinstance(field, forms.EmailField):
+            return not (field.max_length and field.max_length <= EMAIL_MAX)
+        one_line = not isinstance(field.widget, forms.Textarea | forms.PasswordInput)
+        return type(field) is forms.CharField and one_line and field.max_length is None
+
+    forms_ = list(_forms_of(requests.forms, requests.admin, accounts.forms))
+    assert len(forms_) > 10  # the scan finds the forms it is meant to check
+    found = [f"{form.__name__}.{name}" for form in forms_ for name, field in form.base_fields.items() if unbounded(field)]
+    assert found == []
