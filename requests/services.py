@@ -45,6 +45,7 @@ from .models import (
     MOVES,
     OPEN_STATUSES,
     Channel,
+    ClockStart,
     HoldReason,
     Requester,
     RequestEvent,
@@ -339,13 +340,19 @@ def rights_request_verify(*, rights_request: RightsRequest, actor, method: str) 
         if locked.verified_at is not None:
             raise RequestActionError(f"Request {locked.reference} is already verified.", code="already_verified")
         locked.verified_at = timezone.now()
-        locked.save(update_fields=["verified_at", "updated_at"])
+        fields = ["verified_at", "updated_at"]
+        details = {"method": method}
+        if deadlines.rule_for(locked.jurisdiction, locked.right).clock_starts == ClockStart.VERIFICATION:
+            # PM-IX-9: where the period runs from the proof of identity (UK), it starts again now.
+            fields += _due_recompute(locked)
+            details["due_at"] = locked.effective_due_at.isoformat()
+        locked.save(update_fields=fields)
         request_event_record(
             rights_request=locked,
             action="rights_request.verified",
             actor=actor,
             kind=RequestEvent.Kind.VERIFY,
-            details={"method": method},
+            details=details,
         )
         if locked.status in (Status.RECEIVED, Status.AWAITING_VERIFICATION):
             _move(locked, Status.IN_PROGRESS, actor)
@@ -424,6 +431,19 @@ def rights_request_hold(*, rights_request: RightsRequest, actor, reason: str, no
     return _sync(rights_request, locked)
 
 
+def _due_recompute(locked: RightsRequest) -> list[str]:
+    """Set the request's deadlines afresh from its clock (receipt, verification, holds) and the reminder
+    marks to match; the fields it changed, for the caller's save."""
+    locked.due_at = deadlines.due_for(locked)
+    fields = ["due_at", "reminders_sent"]
+    if locked.extensions_used:
+        # An extension runs on from the end of the period, so whatever moved the period moves it as well.
+        locked.extended_due_at = deadlines.extended_due_for(locked)
+        fields.append("extended_due_at")
+    locked.reminders_sent = reminder_marks_for_new_due(locked)
+    return fields
+
+
 def rights_request_resume(*, rights_request: RightsRequest, actor) -> RightsRequest:
     """End the hold: back to the status it was held from, the deadline pushed by the pause when it
     stopped the clock (PM-IX-9)."""
@@ -440,15 +460,8 @@ def rights_request_resume(*, rights_request: RightsRequest, actor) -> RightsRequ
         fields = ["status", "held_from", "hold_reason", "updated_at"]
         details = {"reason": pause.reason if pause else "", "stops_clock": bool(pause and pause.stops_clock)}
         if pause is not None and pause.stops_clock:
-            locked.due_at = deadlines.due_for(locked)
-            fields.append("due_at")
-            if locked.extensions_used:
-                # An extension runs on from the end of the period, so the pause pushes it as well.
-                locked.extended_due_at = deadlines.extended_due_for(locked)
-                fields.append("extended_due_at")
+            fields += _due_recompute(locked)
             details["due_at"] = locked.effective_due_at.isoformat()
-            locked.reminders_sent = reminder_marks_for_new_due(locked)
-            fields.append("reminders_sent")
         locked.status = back_to
         locked.save(update_fields=fields)
         request_event_record(

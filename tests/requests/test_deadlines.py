@@ -456,3 +456,44 @@ def test_pm_ix_9_uk_a_verification_hold_resumed_through_the_workflow_restarts_th
     assert request.due_at == deadlines.roll_to_working_day(
         deadlines.add_period(proof_arrived, 1, M), SGT, Roll.BUSINESS_DAY, deadlines.WorkingDays("GB")
     )
+
+
+def test_pm_ix_9_uk_a_verification_without_a_hold_restarts_the_month_on_the_request(rules):
+    """The stored deadline follows the proof of identity even when staff verify without holding first."""
+    from django.utils import timezone
+
+    from requests import services
+    from requests.models import RequestEvent
+
+    uk = Jurisdiction.objects.get(code="UK")
+    received = timezone.now() - datetime.timedelta(days=20)
+    request = services.rights_request_submit(
+        right=Right.ACCESS, contact_email="someone@example.org", jurisdiction=uk, received_at=received
+    )
+    due_from_receipt = request.due_at
+    services.rights_request_verify(rights_request=request, actor=None, method="document")
+    request.refresh_from_db()
+    expected = deadlines.roll_to_working_day(
+        deadlines.add_period(request.verified_at, 1, M), SGT, Roll.BUSINESS_DAY, deadlines.WorkingDays("GB")
+    )
+    assert request.due_at == expected > due_from_receipt
+    event = RequestEvent.objects.get(request=request, kind=RequestEvent.Kind.VERIFY)
+    assert datetime.datetime.fromisoformat(event.details["due_at"]) == request.due_at
+
+
+def test_pm_ix_9_a_clock_from_receipt_keeps_its_deadline_when_verified(rules):
+    from django.utils import timezone
+
+    from requests import services
+
+    eu = Jurisdiction.objects.get(code="EU")
+    request = services.rights_request_submit(
+        right=Right.ACCESS,
+        contact_email="someone@example.org",
+        jurisdiction=eu,
+        received_at=timezone.now() - datetime.timedelta(days=20),
+    )
+    due = request.due_at
+    services.rights_request_verify(rights_request=request, actor=None, method="document")
+    request.refresh_from_db()
+    assert request.due_at == due
