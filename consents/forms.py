@@ -48,7 +48,10 @@ def age_on(born: datetime.date, day: datetime.date) -> int:
 
 class SignupForm(forms.Form):
     name = forms.CharField(max_length=200, widget=forms.TextInput(attrs={"autocomplete": "name"}))
-    email = forms.EmailField(widget=forms.EmailInput(attrs={"autocomplete": "email"}))
+    # As long as the column (issue 16): Django's EmailField alone allows 320 characters.
+    email = forms.EmailField(
+        max_length=User._meta.get_field("email").max_length, widget=forms.EmailInput(attrs={"autocomplete": "email"})
+    )
     password1 = forms.CharField(
         label="Password",
         strip=False,

@@ -5,7 +5,10 @@ and failed in PostgreSQL; a NUL or a non-number in a URL reached a query. Each t
 and that nothing was written. tests/privacyops/test_url_parameters.py walks every URL pattern besides.
 """
 
+from pathlib import Path
+
 import pytest
+from django.conf import settings
 from django.urls import reverse
 
 from inventory.models import Jurisdiction
@@ -90,24 +93,32 @@ def test_a_rectification_decision_naming_a_malformed_item_is_a_404(client):
         assert client.post(url, {"decision": "apply", "item": item}).status_code == 404
 
 
-def _forms_of(*modules):
+def _project_forms():
+    """Every form class defined in the apps' code (forms, admin screens, views), found by importing each
+    module of each app (migrations and commands aside)."""
+    import importlib
+    import pkgutil
+
     from django import forms
+    from django.apps import apps
 
-    for module in modules:
-        for value in vars(module).values():
-            if isinstance(value, type) and issubclass(value, forms.BaseForm) and value.__module__ == module.__name__:
-                yield value
+    for config in apps.get_app_configs():
+        if Path(config.path).parent != Path(settings.BASE_DIR):  # ours, not the libraries' (.venv is inside too)
+            continue
+        for info in pkgutil.walk_packages([config.path], prefix=f"{config.name}."):
+            if ".migrations" in info.name or ".management" in info.name:
+                continue
+            module = importlib.import_module(info.name)
+            for value in vars(module).values():
+                if isinstance(value, type) and issubclass(value, forms.BaseForm) and value.__module__ == module.__name__:
+                    yield value
 
 
-def test_every_one_line_text_field_of_the_rights_forms_has_a_length_and_addresses_fit_their_column():
+def test_every_one_line_text_field_of_every_form_has_a_length_and_addresses_fit_their_column():
     """A text field without a length reaches a bounded column unbounded (issue 16): each one-line field
     declares one, and no address may be longer than the e-mail columns. Multi-line fields go to text
-    columns, which have no length."""
+    columns, which have no length; a model form's fields take their column's length by themselves."""
     from django import forms
-
-    import accounts.forms
-    import requests.admin
-    import requests.forms
 
     def unbounded(field) -> bool:
         if isinstance(field, forms.EmailField):
@@ -115,7 +126,31 @@ def test_every_one_line_text_field_of_the_rights_forms_has_a_length_and_addresse
         one_line = not isinstance(field.widget, forms.Textarea | forms.PasswordInput)
         return type(field) is forms.CharField and one_line and field.max_length is None
 
-    forms_ = list(_forms_of(requests.forms, requests.admin, accounts.forms))
-    assert len(forms_) > 10  # the scan finds the forms it is meant to check
-    found = [f"{form.__name__}.{name}" for form in forms_ for name, field in form.base_fields.items() if unbounded(field)]
+    forms_ = list(_project_forms())
+    names = {form.__name__ for form in forms_}
+    assert {"PublicRequestForm", "SignupForm"} <= names, names  # the scan finds the forms it is meant to check
+    found = [
+        f"{form.__module__}.{form.__name__}.{name}"
+        for form in forms_
+        for name, field in form.base_fields.items()
+        if unbounded(field)
+    ]
     assert found == []
+
+
+def test_a_sign_up_with_an_address_longer_than_its_column_is_a_form_error(client, seeded):
+    from accounts.models import User
+
+    data = {
+        "name": "Ada",
+        "email": LONG_EMAIL,
+        "password1": "correct horse battery staple 9",
+        "password2": "correct horse battery staple 9",
+        "date_of_birth": "1990-01-01",
+        "country": "SG",
+        "accept_policy": "on",
+    }
+    response = client.post(reverse("web:signup"), data)
+    assert response.status_code == 200
+    assert "email" in response.context["form"].errors
+    assert not User.objects.filter(name="Ada").exists()
