@@ -13,11 +13,13 @@ Invariants:
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ERROR_FLAG
 from django.core.exceptions import PermissionDenied
 from django.db import models as dj_models
 from django.db.models import Case, Count, Exists, OuterRef, Prefetch, Value, When
 from django.forms import Textarea
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from import_export.admin import ImportExportModelAdmin
@@ -201,6 +203,16 @@ class RegisterAdmin(ImportExportModelAdmin):
         return TemplateResponse(request, [self.import_template_name], context)
 
     # Export -------------------------------------------------------------------------------------------
+
+    def export_action(self, request):
+        """As the library's, but a filter the changelist refuses (a field the model lacks, a value of the
+        wrong type) sends the DPO back to the list with the admin's own message instead of a 500 (issue 16):
+        the library builds the changelist without the guard the changelist view has."""
+        try:
+            return super().export_action(request)
+        except IncorrectLookupParameters:
+            changelist = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist")
+            return HttpResponseRedirect(f"{changelist}?{ERROR_FLAG}=1")
 
     def get_export_data(self, file_format, request, queryset, **kwargs):
         """As the library's, plus one audit event per export; every format exports text cells."""
