@@ -21,3 +21,6 @@ class PrivacyOpsConfig(AppConfig):
         from privacyops import audit_actions
 
         audit_actions.autodiscover()
+        # Every app's tasks are registered in every process (web ones too), so services can queue a task
+        # by its name without importing the tasks module that imports them (privacyops.queueing).
+        autodiscover_modules("tasks")

@@ -47,17 +47,16 @@ from __future__ import annotations
 
 import calendar
 import datetime
-import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-import holidays
 from django.conf import settings
 from django.utils import timezone
 
 from inventory.models import Jurisdiction
 
+from .calendars import holiday_calendar, holiday_calendar_error
 from .models import ClockStart, DeadlineRule, HoldReason, PeriodUnit, Roll
 
 END_OF_DAY = datetime.time.max  # 23:59:59.999999
@@ -94,26 +93,6 @@ def rule_for(jurisdiction, right: str) -> DeadlineRule:
 # --- Public holidays --------------------------------------------------------------------------------
 
 
-def holiday_calendar_error(code: str) -> str | None:
-    """Why `code` ("SG", "US-CA") names no calendar of the `holidays` package; None when it names one."""
-    country, _, subdivision = code.partition("-")
-    supported = holidays.list_supported_countries()
-    if country not in supported:
-        return f"{code!r}: the holidays package has no calendar for the country {country!r}."
-    if subdivision and subdivision not in supported[country]:
-        regions = ", ".join(supported[country])
-        return f"{code!r}: the holidays package knows no region {subdivision!r} of {country} (one of: {regions})."
-    return None
-
-
-@functools.cache
-def _calendar(code: str) -> holidays.HolidayBase:
-    # One calendar object per code for the process: it fills in each year the first time a date of it is
-    # asked about, so a long-running worker never recomputes a year.
-    country, _, subdivision = code.partition("-")
-    return holidays.country_holidays(country, subdiv=subdivision or None)
-
-
 def holiday_calendar_code(rule: DeadlineRule) -> str:
     """The calendar whose public holidays the rule skips: its own, else its jurisdiction's single country
     or region; "" (no holidays) for a jurisdiction of several countries or none, or one the package lacks."""
@@ -132,7 +111,7 @@ class WorkingDays:
     calendar_code: str = ""
 
     def is_holiday(self, day: datetime.date) -> bool:
-        return bool(self.calendar_code) and day in _calendar(self.calendar_code)
+        return bool(self.calendar_code) and day in holiday_calendar(self.calendar_code)
 
     def is_business_day(self, day: datetime.date) -> bool:
         return day.weekday() < SATURDAY and not self.is_holiday(day)

@@ -21,11 +21,11 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from privacyops.leases import Lease, LeaseColumns, lease_heartbeat, lease_release, lease_renew, lease_take
+from privacyops.queueing import task_queue_on_commit, task_send
 
 from .models import JobStatus, Right, RightsRequest
 
@@ -37,6 +37,8 @@ JOB_RIGHTS = {
     Right.ERASURE: "erasure",
     Right.CHILD_REPORT: "erasure",  # the outcome of a confirmed report is the erasure of that account
 }
+# Queued by name: requests.tasks imports this module (see privacyops.queueing).
+JOB_TASKS = {"export": "requests.tasks.export_package_build", "erasure": "requests.tasks.erasure_run"}
 # The rights each kind of job fulfils (the one definition: exports and erasure check against these).
 EXPORT_RIGHTS = frozenset(right for right, kind in JOB_RIGHTS.items() if kind == "export")
 ERASURE_RIGHTS = frozenset(right for right, kind in JOB_RIGHTS.items() if kind == "erasure")
@@ -68,15 +70,8 @@ def fulfilment_queue(*, rights_request: RightsRequest) -> bool:
         updated_at=timezone.now(),
     )
     rights_request.job_status = JobStatus.QUEUED
-    request_id = rights_request.pk
-    transaction.on_commit(lambda: _dispatch(kind, request_id))
+    task_queue_on_commit(JOB_TASKS[kind], rights_request.pk)
     return True
-
-
-def _dispatch(kind: str, request_id: int) -> None:
-    from . import tasks
-
-    (tasks.export_package_build if kind == "export" else tasks.erasure_run).delay(request_id)
 
 
 @dataclass
@@ -188,6 +183,6 @@ def jobs_resume_stalled(*, now: datetime.datetime | None = None) -> int:
     for request_id, right in stalled.values_list("pk", "right"):
         kind = JOB_RIGHTS.get(right)
         if kind is not None:
-            _dispatch(kind, request_id)
+            task_send(JOB_TASKS[kind], request_id)
             count += 1
     return count

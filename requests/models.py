@@ -23,6 +23,8 @@ from django.utils import timezone
 
 from inventory.models import Jurisdiction
 
+from .calendars import holiday_calendar_error
+
 
 class Right(models.TextChoices):
     """The rights a person can exercise (PM-IX-1 ... PM-IX-6, PM-VIII-2)."""
@@ -204,8 +206,6 @@ class DeadlineRule(models.Model):
         if self.extensions_allowed and not self.extension_value:
             raise ValidationError({"extension_value": "Give the length of an extension."})
         if self.holiday_calendar:
-            from .deadlines import holiday_calendar_error  # the calendar's rules live with the clock
-
             error = holiday_calendar_error(self.holiday_calendar)
             if error:
                 raise ValidationError({"holiday_calendar": error})

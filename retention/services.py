@@ -7,8 +7,7 @@ only a DPO (`retention.lift_legalhold`) lifts one. Runs: `purge_run_start` recor
 and plan and queues the work after commit; retention.engine does the work.
 
 Dependencies run one way: retention.tasks imports this module (tasks call services), this module imports
-the engine and never the tasks module at import time. The one place a service queues a task,
-`_run_queue`, imports it when it runs, after commit.
+the engine and never the tasks module: a run is queued by the task's name (privacyops.queueing).
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from privacyops.audit import audit_record
+from privacyops.queueing import task_queue_on_commit
 
 from . import periods, selectors
 from .engine import empty_counts, plan_labels
@@ -278,16 +278,10 @@ def purge_run_start(
             )
             if enqueue:
                 run_id = run.pk
-                transaction.on_commit(lambda: _run_queue(run_id))
+                task_queue_on_commit("retention.tasks.purge_run_continue", run_id)
     except IntegrityError:
         raise ValidationError("This rule already has a run in progress.") from None
     return run
-
-
-def _run_queue(run_id: int) -> None:
-    from .tasks import purge_run_continue  # at call time: tasks import this module, not the other way
-
-    purge_run_continue.delay(run_id)
 
 
 def purge_run_cancel(*, run: PurgeRun, actor) -> PurgeRun:

@@ -29,6 +29,8 @@ Invariants:
 
 from __future__ import annotations
 
+from django.utils.module_loading import autodiscover_modules
+
 from .registry import (
     Declaration,
     Erase,
@@ -36,12 +38,19 @@ from .registry import (
     NotRegistered,
     PrivacyRegistry,
     RegistryError,
-    autodiscover,
     register,
     register_not_personal,
     registry,
 )
 from .strategies import REDACTED, anonymise_updates, erase_updates, generalise_ip, pseudonym
+
+
+def autodiscover() -> None:
+    """Import every app's `privacy.py`, then the core's declarations for contrib models. Here, not in the
+    registry, because the declarations import the registry."""
+    autodiscover_modules("privacy")
+    from . import declarations  # noqa: F401  (the core's own and contrib's models)
+
 
 __all__ = [
     "REDACTED",

@@ -7,7 +7,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from django.db import models
-from django.utils.module_loading import autodiscover_modules
 
 
 class RegistryError(Exception):
@@ -287,9 +286,3 @@ class PrivacyRegistry:
 registry = PrivacyRegistry()
 register = registry.register
 register_not_personal = registry.register_not_personal
-
-
-def autodiscover() -> None:
-    """Import every app's `privacy.py`, then the core's declarations for contrib models."""
-    autodiscover_modules("privacy")
-    from . import declarations  # noqa: F401  (the core's own and contrib's models)
