@@ -6,6 +6,6 @@ from .services import consent_expire_due
 
 
 @shared_task(acks_late=True)
-def expire_due_consents() -> int:
+def due_consents_expire() -> int:
     """Daily: write an `expired` event for every consent past its purpose's lifetime (asked again next visit)."""
     return consent_expire_due()

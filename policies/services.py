@@ -18,10 +18,10 @@ from django.utils import timezone
 
 from privacyops.audit import audit_record
 from privacyops.privacy.strategies import pseudonym
+from privacyops.queueing import task_queue_on_commit
 
 from .models import PolicyAcceptance, PolicyNoticeDelivery, PolicyVersion
 from .selectors import policy_cache_clear, policy_notice_recipients, policy_notice_short, policy_versions_published
-from .tasks import send_policy_notices
 
 Reason = PolicyVersion.ShortNoticeReason
 
@@ -122,7 +122,7 @@ def policy_version_publish(
             },
         )
         transaction.on_commit(policy_cache_clear)
-        transaction.on_commit(send_policy_notices.delay)
+        task_queue_on_commit("policies.tasks.policy_notice_batches_send")
     return version
 
 

@@ -6,7 +6,7 @@ from .notices import policy_notices_send
 
 
 @shared_task(acks_late=True)
-def send_policy_notices() -> int:
+def policy_notice_batches_send() -> int:
     """Every ten minutes: e-mail the next batches of account holders about published policy versions (PM-X-2).
 
     Resumable and never twice per account and version: each delivery is a unique row written with its batch.

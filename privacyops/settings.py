@@ -259,17 +259,17 @@ PERIODIC_TASKS = {
         "options": {"queue": "default"},
     },
     "retention: run the enabled rules": {
-        "task": "retention.tasks.run_due_rules",
+        "task": "retention.tasks.due_rules_run",
         "schedule": crontab(minute=30, hour=2),
         "options": {"queue": "purges"},
     },
     "consents: expire consents past their lifetime": {
-        "task": "consents.tasks.expire_due_consents",
+        "task": "consents.tasks.due_consents_expire",
         "schedule": crontab(minute=15, hour=3),
         "options": {"queue": "default"},
     },
     "consents: send policy-change notices": {
-        "task": "policies.tasks.send_policy_notices",
+        "task": "policies.tasks.policy_notice_batches_send",
         "schedule": crontab(minute="*/10"),
         "options": {"queue": "default"},
     },
@@ -294,7 +294,7 @@ PERIODIC_TASKS = {
         "options": {"queue": "default"},
     },
     "retention: resume runs whose worker stopped": {
-        "task": "retention.tasks.resume_stalled_runs",
+        "task": "retention.tasks.stalled_runs_resume",
         "schedule": crontab(),  # every minute: resuming is driven by the database, not by broker redelivery
         "options": {"queue": "purges"},
     },

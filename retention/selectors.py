@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import reduce
 
 from django.contrib.auth import get_user_model
@@ -22,7 +22,7 @@ from django.db.models.functions import Lower
 from inventory.models import DataCategory, DataStore
 from privacyops.privacy import Declaration, Erase, registry
 
-from .models import LegalHold, RetentionRule
+from .models import LegalHold, PurgeRun, RetentionRule
 
 # --- Which models a rule governs -----------------------------------------------------------------
 
@@ -267,3 +267,29 @@ def hold_kept_counts(hold: LegalHold) -> dict[str, int]:
             continue
         counts[decl.label] = decl.model._base_manager.filter(rows).count()
     return counts
+
+
+def rules_due_to_run():
+    """The enabled, confirmed rules with no real run in progress: what the daily job starts."""
+    active = PurgeRun.objects.filter(dry_run=False, status__in=PurgeRun.ACTIVE_STATUSES)
+    return (
+        RetentionRule.objects.filter(enabled=True, confirmed_at__isnull=False)
+        .exclude(pk__in=active.values("rule_id"))
+        .select_related("category", "store")
+    )
+
+
+def purge_runs_stalled(*, now: datetime, lease_seconds: int) -> list[int]:
+    """Ids of the runs nobody is working on: running with an expired (or no) lease -- its worker died, or
+    the continuation between two tasks was lost -- and queued ones no worker took within a lease's length."""
+    lease = timedelta(seconds=lease_seconds)
+    return list(
+        PurgeRun.objects.filter(
+            Q(status=PurgeRun.Status.RUNNING, lease_expires_at__isnull=True)
+            | Q(status=PurgeRun.Status.RUNNING, lease_expires_at__lt=now)
+            | Q(status=PurgeRun.Status.QUEUED, lease_expires_at__isnull=True, created_at__lt=now - lease)
+            | Q(status=PurgeRun.Status.QUEUED, lease_expires_at__lt=now)
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )

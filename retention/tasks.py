@@ -2,7 +2,7 @@
 
 A long run is a chain of bounded tasks: `purge_run_continue` works for at most RETENTION_TASK_SECONDS and
 then queues its own continuation. Resuming after a crash is driven from the database, not from the broker:
-`resume_stalled_runs` (every minute) re-queues every run whose lease has expired, and the run continues
+`stalled_runs_resume` (every minute) re-queues every run whose lease has expired, and the run continues
 from the key its last committed batch recorded. Redis would only redeliver an unacknowledged task after
 its visibility timeout (hours), which is far too late to rely on.
 
@@ -12,18 +12,17 @@ No `queue=` on the decorators: CELERY_TASK_ROUTES sends "retention.tasks.*" to t
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db.models import Q
 from django.utils import timezone
 
 from privacyops.leases import lease_is_live
 
 from .engine import LEASE_COLUMNS, purge_run_work
-from .models import PurgeRun, RetentionRule
+from .models import RetentionRule
+from .selectors import purge_runs_stalled, rules_due_to_run
 from .services import purge_run_start
 
 logger = logging.getLogger("retention.tasks")
@@ -44,7 +43,7 @@ def purge_run_continue(self, run_id: int) -> None:
 
 
 @shared_task(acks_late=True)
-def run_rule(rule_id: int, dry_run: bool = False) -> int | None:
+def retention_rule_run(rule_id: int, dry_run: bool = False) -> int | None:
     """Start a run (or a preview) of one rule; its work is queued after commit. Returns the run's id."""
     rule = RetentionRule.objects.select_related("category", "store").get(pk=rule_id)
     try:
@@ -55,16 +54,10 @@ def run_rule(rule_id: int, dry_run: bool = False) -> int | None:
 
 
 @shared_task(acks_late=True)
-def run_due_rules() -> list[int]:
+def due_rules_run() -> list[int]:
     """Daily (settings.PERIODIC_TASKS): start a real run of every enabled, confirmed rule not already running."""
     started = []
-    active = PurgeRun.objects.filter(dry_run=False, status__in=PurgeRun.ACTIVE_STATUSES)
-    rules = (
-        RetentionRule.objects.filter(enabled=True, confirmed_at__isnull=False)
-        .exclude(pk__in=active.values("rule_id"))
-        .select_related("category", "store")
-    )
-    for rule in rules:
+    for rule in rules_due_to_run():
         try:
             started.append(purge_run_start(rule=rule).pk)
         except ValidationError as exc:
@@ -73,24 +66,9 @@ def run_due_rules() -> list[int]:
 
 
 @shared_task(acks_late=True)
-def resume_stalled_runs() -> list[int]:
-    """Every minute: queue the continuation of every run nobody is working on.
-
-    That is a running run whose lease has expired (its worker died, or paused between tasks and the
-    continuation was lost), and a queued run that no worker picked up within a lease's length.
-    """
-    now = timezone.now()
-    lease = timedelta(seconds=settings.RETENTION_LEASE_SECONDS)
-    stalled = list(
-        PurgeRun.objects.filter(
-            Q(status=PurgeRun.Status.RUNNING, lease_expires_at__isnull=True)
-            | Q(status=PurgeRun.Status.RUNNING, lease_expires_at__lt=now)
-            | Q(status=PurgeRun.Status.QUEUED, lease_expires_at__isnull=True, created_at__lt=now - lease)
-            | Q(status=PurgeRun.Status.QUEUED, lease_expires_at__lt=now)
-        )
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
+def stalled_runs_resume() -> list[int]:
+    """Every minute: queue the continuation of every run nobody is working on (retention.selectors)."""
+    stalled = purge_runs_stalled(now=timezone.now(), lease_seconds=settings.RETENTION_LEASE_SECONDS)
     for run_id in stalled:
         purge_run_continue.delay(run_id)
     return stalled

@@ -16,7 +16,7 @@ from consents.lapse import consent_lapsed
 from consents.ledger import consent_record, state_from_ledger, state_of, visitor_link
 from consents.models import ConsentEvent, ConsentState
 from consents.services import consent_expire, consent_expire_due, expiry_candidates
-from consents.tasks import expire_due_consents
+from consents.tasks import due_consents_expire
 from privacyops.models import AuditEvent
 from retention.periods import add_period
 from tests.factories.accounts import UserFactory
@@ -141,7 +141,7 @@ def test_pm_iii_6_a_purpose_with_an_unreadable_lifetime_is_logged_and_the_others
 
 def test_pm_iii_6_the_daily_task_runs_the_expiry(analytics):
     _give(analytics, LONG_AGO, subject=UserFactory())
-    assert expire_due_consents.delay().get() == 1
+    assert due_consents_expire.delay().get() == 1
 
 
 @pytest.mark.postgres

@@ -4,7 +4,7 @@ PM-VI-4 and the issue's kill test: about 200,000 expired rows (messages with the
 conversations, bench/_purge_data.py, written with COPY), one subject in a hundred under a legal hold. A
 real Celery worker on Redis works the run in small batches with a short lease; the test SIGKILLs the
 worker's whole process group once some batches have committed, starts a new worker, and sends
-`resume_stalled_runs` every second, as beat would every minute. Nothing else continues the run: the
+`stalled_runs_resume` every second, as beat would every minute. Nothing else continues the run: the
 killed task's message stays unacknowledged in Redis (it would come back only after the visibility
 timeout, hours away), so the run finishes only if resuming from the database works.
 
@@ -31,7 +31,7 @@ from bench import _purge_data as purge_data
 from inventory.models import DataCategory
 from retention.models import PurgeRun, RetentionRule
 from retention.services import purge_run_start
-from retention.tasks import purge_run_continue, resume_stalled_runs
+from retention.tasks import purge_run_continue, stalled_runs_resume
 from tests.integration.processes import (
     CeleryWorker,
     database_copy,
@@ -119,7 +119,7 @@ def test_pm_vi_4_killed_worker_run_resumes_and_equals_an_uninterrupted_run(trans
         while not _run(run.pk).is_finished:
             assert time.monotonic() < deadline, f"the run did not finish within {TIMEOUT}s:\n{workers[1].output()}"
             with through_broker():
-                resume_stalled_runs.apply_async(queue=queue)  # what beat does every minute
+                stalled_runs_resume.apply_async(queue=queue)  # what beat does every minute
             time.sleep(1)
         final = _run(run.pk)
         assert final.status == PurgeRun.Status.COMPLETED, final.error

@@ -21,7 +21,7 @@ from policies.notices import (
     policy_notices_unconfirmed,
 )
 from policies.services import policy_accept, policy_acknowledge, policy_version_publish
-from policies.tasks import send_policy_notices
+from policies.tasks import policy_notice_batches_send
 from privacyops.models import AuditEvent
 from tests.factories.accounts import StaffFactory, UserFactory
 from tests.factories.consents import PolicyVersionFactory
@@ -167,7 +167,7 @@ def test_pm_x_2_publishing_queues_the_run_which_the_beat_task_also_calls(baselin
         policy_version_publish(actor=None, version=draft)
 
     assert len(mail.outbox) == 2
-    assert send_policy_notices() == 0
+    assert policy_notice_batches_send() == 0
 
 
 def test_pm_x_2_a_run_killed_mid_batch_resumes_without_sending_anyone_twice(version, settings, monkeypatch):

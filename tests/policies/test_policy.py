@@ -43,7 +43,7 @@ def fresh_cache():
 def queued(monkeypatch):
     """Publication queues the notice task on commit; record the calls instead of sending."""
     calls = []
-    monkeypatch.setattr("policies.services.send_policy_notices.delay", lambda *a, **k: calls.append((a, k)))
+    monkeypatch.setattr("policies.tasks.policy_notice_batches_send.delay", lambda *a, **k: calls.append((a, k)))
     return calls
 
 

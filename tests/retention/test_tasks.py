@@ -24,7 +24,7 @@ def old_logs():
     return AccessLogFactory.create_batch(5, user=user, created=days_ago(60))
 
 
-@pytest.mark.parametrize("name", ["run_rule", "run_due_rules", "purge_run_continue", "resume_stalled_runs"])
+@pytest.mark.parametrize("name", ["retention_rule_run", "due_rules_run", "purge_run_continue", "stalled_runs_resume"])
 def test_retention_tasks_go_to_the_purges_queue_and_ack_late(name):
     task = getattr(tasks, name)
     assert task.name == f"retention.tasks.{name}"
@@ -39,7 +39,7 @@ def test_pm_vi_4_run_due_rules_starts_every_enabled_confirmed_rule_once(make_rul
     PurgeRun.objects.create(rule=busy, cutoff=timezone.now(), status=PurgeRun.Status.RUNNING)
 
     with django_capture_on_commit_callbacks(execute=True):
-        started = tasks.run_due_rules()
+        started = tasks.due_rules_run()
 
     assert len(started) == 1
     run = PurgeRun.objects.get(pk=started[0])
@@ -50,12 +50,12 @@ def test_pm_vi_4_run_due_rules_starts_every_enabled_confirmed_rule_once(make_rul
 def test_pm_vi_4_run_rule_previews_without_changing_anything(make_rule, old_logs, django_capture_on_commit_callbacks):
     rule = make_rule("log-data", enabled=False)
     with django_capture_on_commit_callbacks(execute=True):
-        run_id = tasks.run_rule(rule.pk, dry_run=True)
+        run_id = tasks.retention_rule_run(rule.pk, dry_run=True)
     run = PurgeRun.objects.get(pk=run_id)
     assert run.dry_run and run.status == PurgeRun.Status.COMPLETED
     assert run.counts["chat.AccessLog"]["deleted"] == 5
     assert AccessLog.objects.count() == 5
-    assert tasks.run_rule(rule.pk) is None  # a disabled rule is not run for real
+    assert tasks.retention_rule_run(rule.pk) is None  # a disabled rule is not run for real
 
 
 def test_pm_vi_4_in_eager_mode_a_run_continues_in_process_batch_after_batch(make_rule, old_logs, settings):
@@ -99,7 +99,7 @@ def test_pm_vi_4_resume_stalled_runs_continues_runs_nobody_works_on(make_rule, o
     )
     fresh = PurgeRun.objects.create(rule=make_rule("communication-information"), cutoff=timezone.now())
 
-    resumed = tasks.resume_stalled_runs()
+    resumed = tasks.stalled_runs_resume()
 
     assert resumed == [stalled.pk, forgotten.pk]
     assert live.pk not in resumed and fresh.pk not in resumed
