@@ -7,5 +7,4 @@ DEMO_DPO_PASSWORD_RESET = action("account.demo_dpo_password_reset", "Demo DPO pa
 REAUTH_LOCKED = action("account.reauth_locked", "Re-authentication locked after failures")
 REAUTHENTICATED = action("account.reauthenticated", "Signed-in person re-authenticated")
 STAFF_CHANGED = action("account.staff_changed", "Staff account or roles changed")
-VIEWED = action("account.viewed", "Staff viewed an account")
 ROLES_SYNCED = action("roles.synced", "Staff roles synchronised")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from privacyops.audit import audit_record
+from privacyops.audit import audit_personal_data_viewed, audit_record
 
 from .models import User
 
@@ -55,4 +55,4 @@ def account_view_record(*, actor: User, user: User):
     """
     subject = None if (user.is_staff or user.is_superuser) else user
     with transaction.atomic():
-        return audit_record(actor=actor, action="account.viewed", target=user, subject=subject, details={"user_id": user.pk})
+        return audit_personal_data_viewed(actor=actor, subject=subject, what="account", target=user, details={"user_id": user.pk})

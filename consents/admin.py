@@ -19,8 +19,8 @@ Invariants:
   while no event uses it.
 - An API key's token exists only in the response to the form that created it: never stored, logged or
   shown again; the database keeps its SHA-256.
-- Looking at a subject's consent proof, and exporting it, are themselves audited (`consent.proof_viewed`,
-  `consent.proof_exported`): who looked at whose consents, and the SHA-256 of what left the system.
+- Looking at a subject's consent proof, and exporting it, are themselves audited (`personal_data.viewed`
+  with what "consent_proof", and `consent.proof_exported`): who looked at whose consents, and the SHA-256 of what left the system.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from privacyops.admin_utils import (
     badge,
     validation_messages,
 )
-from privacyops.audit import audit_record
+from privacyops.audit import audit_personal_data_viewed, audit_record
 
 from . import dashboard, ledger
 from .api.keys import apikey_create, apikey_revoke
@@ -532,10 +532,10 @@ class ConsentEventAdmin(PrincipalColumnMixin, ConsentImportMixin, ReadOnlyAdminM
             raise Http404("Nothing is known under this subject ref.")
         data = proof_screen_data(subject_ref=subject_ref)
         with transaction.atomic():
-            audit_record(
+            audit_personal_data_viewed(
                 actor=request.user,
-                action="consent.proof_viewed",
                 subject=subject_ref,
+                what="consent_proof",
                 details={"events": len(data["proof"]["events"]), "chains": len(data["proof"]["chains"])},
             )
         return self._page(

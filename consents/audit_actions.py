@@ -18,7 +18,6 @@ RESTRICTION_PLACED = action("consent.restriction_placed", "Processing restricted
 RESTRICTION_LIFTED = action("consent.restriction_lifted", "Processing restriction lifted")
 OBJECTION_RECORDED = action("consent.objection_recorded", "Objection recorded")
 OBJECTION_WITHDRAWN = action("consent.objection_withdrawn", "Objection withdrawn")
-PROOF_VIEWED = action("consent.proof_viewed", "Staff viewed a consent proof")
 PROOF_EXPORTED = action("consent.proof_exported", "Consent proof exported")
 API_KEY_CREATED = action("consent.api_key_created", "Consent API key created")
 API_KEY_REVOKED = action("consent.api_key_revoked", "Consent API key revoked")

@@ -24,7 +24,6 @@ RECTIFICATION_REJECTED = action("rights_request.rectification_rejected", "Rectif
 RECTIFICATION_APPLIED = action("rectification.applied", "Rectification applied to the data")
 RECIPIENT_NOTICES_CREATED = action("rights_request.recipient_notices_created", "Recipients to tell listed (Art. 19)")
 RECIPIENT_NOTICE_DONE = action("rights_request.recipient_notice_done", "Recipient told (Art. 19)")
-PERSONAL_DATA_VIEWED = action("rights_request.personal_data_viewed", "Staff viewed a requester's data summary")
 # Access packages.
 PACKAGE_READY = action("rights_request.package_ready", "Access package built")
 PACKAGE_FAILED = action("rights_request.package_failed", "Access package failed")

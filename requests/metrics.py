@@ -30,7 +30,7 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Q
 from django.db.models.functions import Coalesce, TruncMonth
 from django.utils import timezone
 
-from privacyops.audit import audit_record
+from privacyops.audit import audit_personal_data_viewed
 
 from . import deadlines, selectors
 from .models import OPEN_STATUSES, Right, RightsRequest, Status
@@ -110,15 +110,15 @@ def _totals(counts: list[ModelCount], attribute: str, names: dict[str, str]) -> 
 
 def subject_data_summary_open(*, rights_request: RightsRequest, actor) -> DataSummary:
     """Open the summary of the data held on a request's subject, and record that `actor` viewed it
-    (audit "rights_request.personal_data_viewed": the request's reference and the totals, never the
+    (audit "personal_data.viewed", what "rights_request_summary": the request's reference and the totals, never the
     data). The caller checks `requests.view_personal_data_rightsrequest` first."""
     with transaction.atomic():
         summary = subject_data_summary(subject=rights_request.subject)
-        audit_record(
+        audit_personal_data_viewed(
             actor=actor,
-            action="rights_request.personal_data_viewed",
-            target=rights_request,
             subject=rights_request.subject_ref,
+            what="rights_request_summary",
+            target=rights_request,
             details={"reference": rights_request.reference, "models": len(summary.models), "rows": summary.rows},
         )
     return summary

@@ -88,7 +88,7 @@ def test_change_page_shows_the_subject_ref_read_only_and_the_social_links(client
 def test_staff_opening_a_subjects_account_is_audited_by_subject_ref(client, admin_user):
     subject = UserFactory()
     client.get(reverse("admin:accounts_user_change", args=[subject.pk]))
-    event = AuditEvent.objects.get(action="account.viewed")
+    event = AuditEvent.objects.get(action="personal_data.viewed", details__what="account")
     assert event.actor_id == admin_user.pk and event.subject_ref == subject.subject_ref
     assert subject.email not in str(event.details)
 

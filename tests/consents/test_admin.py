@@ -394,7 +394,7 @@ def test_pm_0_2_the_proof_shows_the_ledger_with_notice_texts_and_hashes_and_is_a
     for event in ledger:  # the linked visitor's event too
         assert event.hash in page and str(event.receipt_id) in page
     assert "withdrawn" in page and "intact" in page and "contests the accuracy" in page
-    viewed = AuditEvent.objects.get(action="consent.proof_viewed")
+    viewed = AuditEvent.objects.get(action="personal_data.viewed", details__what="consent_proof")
     assert (viewed.actor_id, viewed.subject_ref) == (auditor.pk, subject.subject_ref)
 
 

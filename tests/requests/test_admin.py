@@ -620,11 +620,11 @@ def test_pm_ix_1_opening_the_data_summary_writes_the_viewed_personal_data_audit_
     assert page.context["data_url"] == _data_url(rights_request) and "Show the subject's data" in page.content.decode()
     confirm = client.get(_data_url(rights_request))  # says it will be recorded; records nothing
     assert confirm.status_code == 200 and confirm.context["summary"] is None
-    assert not AuditEvent.objects.filter(action="rights_request.personal_data_viewed").exists()
+    assert not AuditEvent.objects.filter(action="personal_data.viewed", details__what="rights_request_summary").exists()
 
     shown_ = client.post(_data_url(rights_request))
     assert shown_.status_code == 200 and shown_.context["summary"] is not None
-    event = AuditEvent.objects.get(action="rights_request.personal_data_viewed")
+    event = AuditEvent.objects.get(action="personal_data.viewed", details__what="rights_request_summary")
     assert event.actor_id == analyst.pk and event.subject_ref == rights_request.subject_ref
     assert event.details["reference"] == rights_request.reference and event.details["rows"] == shown_.context["summary"].rows
     assert rights_request.subject.email not in str(event.details)
@@ -637,7 +637,7 @@ def test_pm_ix_1_roles_without_the_permission_neither_see_nor_open_the_data_summ
     assert client.get(url("rightsrequest_change", rights_request.pk)).context["data_url"] == ""
     assert client.get(_data_url(rights_request)).status_code == 403
     assert client.post(_data_url(rights_request)).status_code == 403
-    assert not AuditEvent.objects.filter(action="rights_request.personal_data_viewed").exists()
+    assert not AuditEvent.objects.filter(action="personal_data.viewed", details__what="rights_request_summary").exists()
 
 
 def test_the_data_summary_takes_the_same_queries_for_few_and_many_rows(client, eu):
