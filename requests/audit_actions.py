@@ -27,6 +27,7 @@ RECIPIENT_NOTICE_DONE = action("rights_request.recipient_notice_done", "Recipien
 # Access packages.
 PACKAGE_READY = action("rights_request.package_ready", "Access package built")
 PACKAGE_FAILED = action("rights_request.package_failed", "Access package failed")
+PACKAGE_NOT_CLOSED = action("rights_request.package_not_closed", "Package ready; request left open for staff")
 PACKAGE_EXPIRED = action("rights_request.package_expired", "Access package expired and deleted")
 DOWNLOAD_LINK_ISSUED = action("rights_request.download_link_issued", "Download link issued")
 PERSONAL_DATA_DOWNLOADED = action("personal_data.downloaded", "Access package downloaded")

@@ -69,6 +69,7 @@ from .jobs import ERASURE_RIGHTS, JobClaim, job_claim, job_fail, job_finish, job
 from .models import RequestEvent, Right, RightsRequest, Status
 from .recipients import recipient_notices_create
 from .services import rights_request_close
+from .timeline import request_event_record
 from .verification import require_verified
 
 logger = logging.getLogger(__name__)
@@ -542,15 +543,14 @@ def _finish(claim: JobClaim, steps, who, state: dict) -> None:
             "own_record": own["counts"],
             "subject": {"ref": who.subject_ref and str(who.subject_ref)},
         }
-        audit_record(
-            actor=None,
+        request_event_record(
+            rights_request=locked,
             action="erasure.completed",
-            target=locked,
-            subject=locked.subject_ref,
-            details={"reference": locked.reference, "counts": state["counts"], "partial": partial},
+            kind=RequestEvent.Kind.JOB,
+            details={"job": "erasure", "partial": partial},
+            audit_details={"counts": state["counts"], "partial": partial},
         )
         job_finish(claim, result=result)
-        RequestEvent.objects.create(request=locked, kind=RequestEvent.Kind.JOB, details={"job": "erasure", "partial": partial})
 
 
 # --- Replay after a restore --------------------------------------------------------------------------------

@@ -95,6 +95,7 @@ from privacyops.privacy import registry
 from . import crypto, emails, jobs, services
 from .disclosures import disclosures_for
 from .models import DownloadLink, ExportPackage, RequestEvent, RightsRequest
+from .timeline import request_event_record
 from .verification import VerificationError, require_verified
 
 logger = logging.getLogger(__name__)
@@ -804,18 +805,12 @@ def export_package_work(*, request_id: int) -> ExportPackage | None:
             if jobs.job_fail(claim, error=str(error)[:2000]):
                 if package is not None:
                     ExportPackage.objects.filter(pk=package.pk).update(status=ExportPackage.Status.FAILED)
-                RequestEvent.objects.create(
-                    request=rights_request,
+                request_event_record(
+                    rights_request=rights_request,
+                    action="rights_request.package_failed",
                     kind=RequestEvent.Kind.JOB,
                     message="Export package failed.",
                     details={"error": type(error).__name__},
-                )
-                audit_record(
-                    actor=None,
-                    action="rights_request.package_failed",
-                    target=rights_request,
-                    subject=rights_request.subject_ref,
-                    details={"reference": rights_request.reference, "error": type(error).__name__},
                 )
         if isinstance(error, ExportError):
             return package
@@ -883,15 +878,13 @@ def _package_ready(claim: jobs.JobClaim, package: ExportPackage, result: BuildRe
         package.ready_at = timezone.now()
         package.save()
         summary = {"package": package.pk, "files": result.files, "rows": result.rows, "tables": len(result.counts)}
-        RequestEvent.objects.create(
-            request=rights_request, kind=RequestEvent.Kind.JOB, message="Export package ready.", details=summary
-        )
-        audit_record(
-            actor=None,
+        request_event_record(
+            rights_request=rights_request,
             action="rights_request.package_ready",
-            target=package,
-            subject=rights_request.subject_ref,
-            details={"reference": rights_request.reference, **summary, "sha256": package.sha256},
+            kind=RequestEvent.Kind.JOB,
+            message="Export package ready.",
+            details=summary,
+            audit_details={**summary, "sha256": package.sha256},
         )
         emails.request_email_send(
             rights_request=rights_request,
@@ -908,10 +901,12 @@ def _package_ready(claim: jobs.JobClaim, package: ExportPackage, result: BuildRe
                 services.rights_request_close(rights_request=rights_request, actor=None, outcome=outcome)
         except services.RequestActionError as error:
             # Someone put the request on hold meanwhile: the package stays ready; staff close it.
-            RequestEvent.objects.create(
-                request=rights_request,
-                kind=RequestEvent.Kind.NOTE,
+            # On the timeline only: staff must act, and the package's audit event is already written.
+            request_event_record(
+                rights_request=rights_request,
+                action="rights_request.package_not_closed",
                 message=f"Package ready; not closed automatically: {error.message}",
+                audited=False,
             )
 
 
