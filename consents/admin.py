@@ -44,6 +44,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from accounts.models import User
+from accounts.selectors import account_by_email
 from inventory.models import Jurisdiction
 from inventory.services import register_entries_delete, register_entry_delete, register_entry_save
 from policies.models import PolicyAcceptance
@@ -113,7 +114,8 @@ def subject_ref_for(term: str) -> uuid.UUID | None:
         pass
     if "@" not in term:
         return None
-    return User.objects.filter(email=User.objects.normalize_email(term).lower()).values_list("subject_ref", flat=True).first()
+    account = account_by_email(term, active_only=False)
+    return account.subject_ref if account is not None else None
 
 
 class SubjectField(forms.CharField):

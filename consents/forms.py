@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from accounts.models import User, country_code
+from accounts.selectors import account_by_email, normalised_email
 from policies.models import PolicyVersion
 
 from .ledger import notice_current
@@ -94,8 +95,8 @@ class SignupForm(forms.Form):
             self.fields["marketing"].label = self.marketing_notice.text
 
     def clean_email(self):
-        email = User.objects.normalize_email(self.cleaned_data["email"]).lower()
-        if User.objects.filter(email__iexact=email).exists():
+        email = normalised_email(self.cleaned_data["email"])
+        if account_by_email(email, active_only=False) is not None:
             raise ValidationError("An account with this email address already exists. Sign in instead.")
         return email
 

@@ -4,9 +4,9 @@ See consents/imports/file_import.py for the two paths (COPY on PostgreSQL, porta
 for the file format.
 """
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.selectors import account_by_email
 from consents.imports.file_import import ENGINES, consent_file_import, errors_text
 
 
@@ -27,10 +27,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         actor = None
         if options["actor"]:
-            try:
-                actor = get_user_model().objects.get(email__iexact=options["actor"], is_staff=True, is_active=True)
-            except get_user_model().DoesNotExist:
-                raise CommandError(f"No active staff member has the e-mail {options['actor']}.") from None
+            actor = account_by_email(options["actor"])
+            if actor is None or not actor.is_staff:
+                raise CommandError(f"No active staff member has the e-mail {options['actor']}.")
         verbosity = options["verbosity"]
 
         def progress(message: str) -> None:
