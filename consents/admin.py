@@ -59,7 +59,7 @@ from privacyops.admin_utils import (
 from privacyops.audit import audit_personal_data_viewed, audit_record
 
 from . import dashboard, ledger
-from .api.keys import apikey_create, apikey_revoke
+from .api.keys import RATE_LIMIT_MAX, apikey_create, apikey_revoke
 from .imports.admin import ConsentImportMixin
 from .models import (
     ApiKey,
@@ -923,7 +923,7 @@ class ApiKeyAddForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="Which service uses it, e.g. chat-backend.")
     scope = forms.ChoiceField(choices=ApiKey.Scope.choices, initial=ApiKey.Scope.READ)
     rate_limit_per_minute = forms.IntegerField(
-        min_value=1, required=False, help_text="Requests per minute; empty for the default."
+        min_value=1, max_value=RATE_LIMIT_MAX, required=False, help_text="Requests per minute; empty for the default."
     )
 
 

@@ -45,6 +45,10 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+# Far above any client's honest need, and inside the column (a PositiveIntegerField) on every database.
+RATE_LIMIT_MAX = 1_000_000
+
+
 def apikey_create(*, actor, name: str, scope: str, rate_limit_per_minute: int | None = None) -> tuple[ApiKey, str]:
     """Create a key for a service client; returns the key and its token, which is shown once and never again."""
     name = (name or "").strip()
@@ -52,8 +56,8 @@ def apikey_create(*, actor, name: str, scope: str, rate_limit_per_minute: int | 
         raise ValidationError({"name": "Give the key a name that says which service uses it."})
     if scope not in ApiKey.Scope.values:
         raise ValidationError({"scope": f"Unknown scope {scope!r}; use one of {', '.join(ApiKey.Scope.values)}."})
-    if rate_limit_per_minute is not None and rate_limit_per_minute < 1:
-        raise ValidationError({"rate_limit_per_minute": "The rate limit must be at least one request a minute."})
+    if rate_limit_per_minute is not None and not 1 <= rate_limit_per_minute <= RATE_LIMIT_MAX:
+        raise ValidationError({"rate_limit_per_minute": f"The rate limit is from 1 to {RATE_LIMIT_MAX:,} requests a minute."})
     token = secrets.token_urlsafe(TOKEN_BYTES)
     fields = {"rate_limit_per_minute": rate_limit_per_minute} if rate_limit_per_minute is not None else {}
     try:

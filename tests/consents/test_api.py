@@ -112,6 +112,7 @@ def test_apikey_create_validates_name_scope_and_limit(db):
         ({"name": " ", "scope": "read"}, "name"),
         ({"name": "other", "scope": "admin"}, "scope"),
         ({"name": "other", "scope": "read", "rate_limit_per_minute": 0}, "rate_limit_per_minute"),
+        ({"name": "other", "scope": "read", "rate_limit_per_minute": 2**31}, "rate_limit_per_minute"),
     ):
         with pytest.raises(ValidationError) as error:
             apikey_create(actor=None, **kwargs)

@@ -123,6 +123,8 @@ def test_every_one_line_text_field_of_every_form_has_a_length_and_addresses_fit_
     def unbounded(field) -> bool:
         if isinstance(field, forms.EmailField):
             return not (field.max_length and field.max_length <= EMAIL_MAX)
+        if isinstance(field, forms.IntegerField | forms.DecimalField):  # a column's integer has a range too
+            return field.max_value is None
         one_line = not isinstance(field.widget, forms.Textarea | forms.PasswordInput)
         return type(field) is forms.CharField and one_line and field.max_length is None
 
